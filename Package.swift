@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Hot code is compiled for Haswell-class x86-64 (AVX2, FMA, F16C); the `octet` binary checks the CPU
+/// at start-up and refuses to run on a machine without them instead of dying with SIGILL.
+let simd: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "haswell", "-enforce-exclusivity=unchecked"]),
+]
+
+let package = Package(
+    name: "Octet",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "octet", targets: ["OctetCLI"]),
+        .library(name: "Octet", targets: ["GGUF", "Kernels", "Checkpoint", "Converter", "Tokenizer", "Engine", "Generation"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // File format: GGUF v3 reader (mapped, validated) and streaming writer. Knows no model.
+        .target(name: "GGUF", dependencies: ["Kernels"], swiftSettings: simd),
+        // Quantized types (Q8_0, FP8 E4M3, BF16, F16), scalar twins, SIMD kernels, worker pool.
+        .target(name: "Kernels", swiftSettings: simd),
+        // SentencePiece BPE tokenizer; pure: takes bytes, never does I/O.
+        .target(name: "Tokenizer"),
+        // 16-bit checkpoint readers (Hugging Face safetensors, Mistral consolidated), mapped.
+        .target(name: "Checkpoint", dependencies: ["Kernels"], swiftSettings: simd),
+        // Checkpoint -> GGUF conversion, streaming, parallel quantization.
+        .target(name: "Converter", dependencies: ["GGUF", "Kernels", "Checkpoint", "Tokenizer"], swiftSettings: simd),
+        // Mixtral forward pass over mapped tensors: config, weights, KV cache, MoE.
+        .target(name: "Engine", dependencies: ["GGUF", "Kernels", "Checkpoint", "Tokenizer"], swiftSettings: simd),
+        // Sampling, chat template, sessions: text in, text out.
+        .target(name: "Generation", dependencies: ["Engine", "Tokenizer", "Kernels"], swiftSettings: simd),
+        // The thin command-line executable.
+        .executableTarget(
+            name: "OctetCLI",
+            dependencies: [
+                "GGUF", "Kernels", "Checkpoint", "Converter", "Tokenizer", "Engine", "Generation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: simd),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: simd),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
+        .testTarget(name: "ConverterTests", dependencies: ["Converter", "GGUF", "Checkpoint", "Kernels"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Converter", "GGUF", "Checkpoint", "Kernels"]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Engine", "Tokenizer"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,136 @@
+/// Dot products of one stored row with a float32 vector: the inner loop of every matrix-vector
+/// product. Each SIMD kernel dequantizes in registers (AVX2/FMA/F16C when built for Haswell) and
+/// has a scalar twin, ``reference(_:_:count:type:)``, that the tests compare it against.
+public enum Dot {
+    /// `row` (n values of `type`) · `x` (n floats). `n` must be a multiple of 32 for the fast path
+    /// of every type; other lengths fall back to the scalar twin.
+    @inlinable
+    public static func dot(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, count n: Int, type: TensorType) -> Float {
+        if n & 31 != 0 { return reference(row, x, count: n, type: type) }
+        switch type {
+        case .f32: return f32(row.assumingMemoryBound(to: Float.self), x, n)
+        case .f16: return f16(row, x, n)
+        case .bf16: return bf16(row, x, n)
+        case .q8_0: return q8_0(row, x, n)
+        case .fp8_e4m3: return fp8(row, x, n)
+        }
+    }
+
+    /// Scalar twin: dequantize each value, multiply-add in Float, in order.
+    public static func reference(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, count n: Int, type: TensorType) -> Float {
+        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        defer { tmp.deallocate() }
+        RowCodec.dequantize(row, count: n, as: type, into: tmp)
+        var s: Float = 0
+        for i in 0..<n { s += tmp[i] * x[i] }
+        return s
+    }
+
+    @inlinable @inline(__always)
+    static func load8(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
+        UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    @inlinable
+    static func f32(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var i = 0
+        while i < n {
+            a0.addProduct(load8(w, i), load8(x, i))
+            a1.addProduct(load8(w, i + 8), load8(x, i + 8))
+            a2.addProduct(load8(w, i + 16), load8(x, i + 16))
+            a3.addProduct(load8(w, i + 24), load8(x, i + 24))
+            i += 32
+        }
+        return ((a0 + a1) + (a2 + a3)).sum()
+    }
+
+    @inlinable @inline(__always)
+    static func halfs(_ w: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        SIMD8<Float>(w.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<Float16>.self))
+    }
+
+    @inlinable
+    static func f16(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var i = 0
+        while i < n {
+            a0.addProduct(halfs(w, i), load8(x, i))
+            a1.addProduct(halfs(w, i + 8), load8(x, i + 8))
+            a2.addProduct(halfs(w, i + 16), load8(x, i + 16))
+            a3.addProduct(halfs(w, i + 24), load8(x, i + 24))
+            i += 32
+        }
+        return ((a0 + a1) + (a2 + a3)).sum()
+    }
+
+    @inlinable @inline(__always)
+    static func brains(_ w: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        let h = w.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<UInt16>.self)
+        return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: h) &<< 16, to: SIMD8<Float>.self)
+    }
+
+    @inlinable
+    static func bf16(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var i = 0
+        while i < n {
+            a0.addProduct(brains(w, i), load8(x, i))
+            a1.addProduct(brains(w, i + 8), load8(x, i + 8))
+            a2.addProduct(brains(w, i + 16), load8(x, i + 16))
+            a3.addProduct(brains(w, i + 24), load8(x, i + 24))
+            i += 32
+        }
+        return ((a0 + a1) + (a2 + a3)).sum()
+    }
+
+    @inlinable @inline(__always)
+    static func int8s(_ q: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: i, as: SIMD8<Int8>.self)))
+    }
+
+    @inlinable
+    static func q8_0(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD8<Float>()
+        var b = w
+        var i = 0
+        while i < n {
+            let d = Float(b.loadUnaligned(as: Float16.self))
+            var s = int8s(b, 2) * load8(x, i)
+            s.addProduct(int8s(b, 10), load8(x, i + 8))
+            s.addProduct(int8s(b, 18), load8(x, i + 16))
+            s.addProduct(int8s(b, 26), load8(x, i + 24))
+            acc.addProduct(s, SIMD8(repeating: d))
+            b += 34
+            i += 32
+        }
+        return acc.sum()
+    }
+
+    /// E4M3 → f16 by moving bits: sign to bit 15, the 7 other bits to bits 7…13. The f16 read that
+    /// way is the E4M3 value × 2⁻⁸ (normals and subnormals alike), so the block scale absorbs 2⁸.
+    @inlinable @inline(__always)
+    static func e4m3s(_ q: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        let b = SIMD8<UInt16>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt8>.self))
+        let h = ((b & 0x80) &<< 8) | ((b & 0x7F) &<< 7)
+        return SIMD8<Float>(unsafeBitCast(h, to: SIMD8<Float16>.self))
+    }
+
+    @inlinable
+    static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD8<Float>()
+        var b = w
+        var i = 0
+        while i < n {
+            let d = Float(b.loadUnaligned(as: Float16.self)) * 256
+            var s = e4m3s(b, 2) * load8(x, i)
+            s.addProduct(e4m3s(b, 10), load8(x, i + 8))
+            s.addProduct(e4m3s(b, 18), load8(x, i + 16))
+            s.addProduct(e4m3s(b, 26), load8(x, i + 24))
+            acc.addProduct(s, SIMD8(repeating: d))
+            b += 34
+            i += 32
+        }
+        return acc.sum()
+    }
+}

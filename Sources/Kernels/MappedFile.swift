@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file mapped read-only into memory. Pages are read from disk only when touched; the advice
+/// methods tell the kernel which ranges will (or will not) be needed.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let size: Int
+    public let base: UnsafeRawPointer
+    private let fd: Int32
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let path: String, message: String
+        public var description: String { "\(path): \(message)" }
+    }
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw Failure(path: path, message: String(cString: strerror(errno))) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { close(fd); throw Failure(path: path, message: String(cString: strerror(errno))) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { close(fd); throw Failure(path: path, message: "is a directory, expected a file") }
+        let size = Int(st.st_size)
+        if size == 0 { close(fd); throw Failure(path: path, message: "file is empty") }
+        guard let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            let e = String(cString: strerror(errno)); close(fd)
+            throw Failure(path: path, message: "cannot map: \(e)")
+        }
+        self.fd = fd
+        self.size = size
+        self.base = UnsafeRawPointer(p)
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: base), size)
+        close(fd)
+    }
+
+    public static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// Page-aligned cover of `range` clipped to the file.
+    private func pages(_ range: Range<Int>) -> (UnsafeMutableRawPointer, Int)? {
+        let lo = range.lowerBound / MappedFile.pageSize * MappedFile.pageSize
+        let hi = min(size, range.upperBound)
+        guard hi > lo else { return nil }
+        return (UnsafeMutableRawPointer(mutating: base + lo), hi - lo)
+    }
+
+    public enum Advice { case normal, random, sequential, willNeed, dontNeed }
+
+    /// madvise over the pages covering `range` (bytes from the start of the file).
+    public func advise(_ advice: Advice, _ range: Range<Int>) {
+        guard let (p, n) = pages(range) else { return }
+        let a: Int32
+        switch advice {
+        case .normal: a = MADV_NORMAL
+        case .random: a = MADV_RANDOM
+        case .sequential: a = MADV_SEQUENTIAL
+        case .willNeed: a = MADV_WILLNEED
+        case .dontNeed: a = MADV_DONTNEED
+        }
+        _ = madvise(p, n, a)
+    }
+
+    /// Asks the kernel to drop this file's pages from the page cache (clean pages only).
+    public func dropFromPageCache() {
+        _ = madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_DONTNEED)
+        _ = posix_fadvise(fd, 0, off_t(size), Int32(POSIX_FADV_DONTNEED))
+    }
+
+    /// Whether each page covering `range` is resident in memory (mincore).
+    public func residentPages(_ range: Range<Int>) -> [Bool] {
+        guard let (p, n) = pages(range) else { return [] }
+        let count = (n + MappedFile.pageSize - 1) / MappedFile.pageSize
+        var vec = [UInt8](repeating: 0, count: count)
+        _ = vec.withUnsafeMutableBufferPointer { mincore(p, n, $0.baseAddress) }
+        return vec.map { $0 & 1 != 0 }
+    }
+}

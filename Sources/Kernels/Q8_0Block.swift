@@ -1,0 +1,80 @@
+/// ggml's Q8_0 block: an f16 scale `d` then 32 signed bytes `q`; value i = d × q[i]. 34 bytes.
+///
+/// Quantization (as ggml describes it): d = max|x| / 127, q = round(x / d) half away from zero.
+public enum Q8_0Block {
+    public static let valueCount = 32
+    public static let byteCount = 34
+
+    /// Quantizes 32 floats into one block at `out` (scalar reference; also the converter's path).
+    @inlinable
+    public static func quantize(_ x: UnsafePointer<Float>, into out: UnsafeMutableRawPointer) {
+        var amax: Float = 0
+        for i in 0..<32 { amax = max(amax, abs(x[i])) }
+        let d = amax / 127
+        let id: Float = d != 0 ? 1 / d : 0
+        out.storeBytes(of: HalfPrecision.f16(from: d).littleEndian, as: UInt16.self)
+        let q = (out + 2).assumingMemoryBound(to: Int8.self)
+        for i in 0..<32 { q[i] = Int8((x[i] * id).rounded(.toNearestOrAwayFromZero)) }
+    }
+
+    /// Writes the block's 32 values to `out`.
+    @inlinable
+    public static func dequantize(_ block: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>) {
+        let d = HalfPrecision.float(fromF16: UInt16(littleEndian: block.loadUnaligned(as: UInt16.self)))
+        let q = (block + 2).assumingMemoryBound(to: Int8.self)
+        for i in 0..<32 { out[i] = d * Float(q[i]) }
+    }
+}
+
+/// Octet's FP8 block (type id 1000): an f16 scale `d` then 32 FP8 E4M3 bytes; value i = d × e4m3(q[i]).
+///
+/// The scale is chosen per block to minimise the block's squared error: candidates
+/// d = amax/448 × 2^(k/8), k = 0…7 (never below amax/448, so nothing saturates), each rounded to f16
+/// as stored, and the best kept.
+public enum FP8Block {
+    public static let valueCount = 32
+    public static let byteCount = 34
+    /// How many scale candidates the search tries (1 = plain amax/448).
+    public static let scaleCandidates = 8
+    /// 2^(k/8) for k = 0…7.
+    @usableFromInline static let scaleSteps: [Float] = [1, 1.0905077, 1.1892071, 1.2968396, 1.4142135, 1.5422108, 1.6817929, 1.8340081]
+
+    @inlinable
+    public static func quantize(_ x: UnsafePointer<Float>, into out: UnsafeMutableRawPointer, search: Bool = true) {
+        var amax: Float = 0
+        for i in 0..<32 { amax = max(amax, abs(x[i])) }
+        let q = (out + 2).assumingMemoryBound(to: UInt8.self)
+        if amax == 0 {
+            out.storeBytes(of: UInt16(0), as: UInt16.self)
+            for i in 0..<32 { q[i] = 0 }
+            return
+        }
+        var bestD: UInt16 = 0
+        var bestErr = Float.infinity
+        for k in 0..<(search ? scaleCandidates : 1) {
+            var dBits = HalfPrecision.f16(from: amax / FP8E4M3.maxFinite * scaleSteps[k])
+            var d = HalfPrecision.float(fromF16: dBits)
+            // f16 rounding may land below amax/448; step up one ulp so nothing saturates.
+            if d * FP8E4M3.maxFinite < amax { dBits += 1; d = HalfPrecision.float(fromF16: dBits) }
+            if !d.isFinite || d == 0 { continue }
+            let id = 1 / d
+            var err: Float = 0
+            for i in 0..<32 {
+                let v = FP8E4M3.decode(FP8E4M3.encode(x[i] * id)) * d - x[i]
+                err += v * v
+            }
+            if err < bestErr { bestErr = err; bestD = dBits }
+        }
+        let d = HalfPrecision.float(fromF16: bestD)
+        let id: Float = d != 0 ? 1 / d : 0
+        out.storeBytes(of: bestD.littleEndian, as: UInt16.self)
+        for i in 0..<32 { q[i] = FP8E4M3.encode(x[i] * id) }
+    }
+
+    @inlinable
+    public static func dequantize(_ block: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>) {
+        let d = HalfPrecision.float(fromF16: UInt16(littleEndian: block.loadUnaligned(as: UInt16.self)))
+        let q = (block + 2).assumingMemoryBound(to: UInt8.self)
+        for i in 0..<32 { out[i] = d * FP8E4M3.decode(q[i]) }
+    }
+}
