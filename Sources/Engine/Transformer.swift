@@ -1,0 +1,321 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Checkpoint
+import Kernels
+
+/// The experts chosen for one token in one layer.
+public struct ExpertChoice: Sendable, Equatable {
+    public var experts: [Int]
+    public var weights: [Float]
+}
+
+/// Runs a Mixtral (or dense Llama/Mistral) forward pass over mapped weights.
+///
+/// All scratch memory is allocated here, for up to `maxBatch` tokens at once; ``forward(_:logits:)``
+/// allocates nothing (unless expert tracing is on). Shapes below: B = tokens in the batch.
+public final class Transformer: @unchecked Sendable {
+    public let weights: ModelWeights
+    public let config: ModelConfig
+    public let cache: KVCache
+    public let pool: WorkerPool
+    public let maxBatch: Int
+    /// Positions already in the KV cache; the next token goes at this position.
+    public private(set) var position = 0
+    /// When set, every forward pass appends `[layer] → choice` per token.
+    public var traceExperts = false
+    public private(set) var expertTrace: [[ExpertChoice]] = []
+    /// Advise the kernel about expert pages (RANDOM at load, WILLNEED once chosen).
+    public let adviseExperts: Bool
+
+    // Scratch, row-major.
+    let x: UnsafeMutablePointer<Float>         // [B, nEmbd] residual stream
+    let xb: UnsafeMutablePointer<Float>        // [B, nEmbd] normed input of a block
+    let q: UnsafeMutablePointer<Float>         // [B, nHeads·headDim]
+    let k: UnsafeMutablePointer<Float>         // [B, nKVHeads·headDim]
+    let v: UnsafeMutablePointer<Float>         // [B, nKVHeads·headDim]
+    let att: UnsafeMutablePointer<Float>       // [B, nHeads·headDim] attention output
+    let proj: UnsafeMutablePointer<Float>      // [B, nEmbd]
+    let scores: UnsafeMutablePointer<Float>    // [workers, contextLength]
+    let routerLogits: UnsafeMutablePointer<Float> // [B, nExperts]
+    let chosen: UnsafeMutablePointer<Int32>    // [B, nExpertsUsed]
+    let chosenWeight: UnsafeMutablePointer<Float> // [B, nExpertsUsed]
+    let expertTokens: UnsafeMutablePointer<Int32> // [nExperts, B] token indices per expert
+    let expertTokenWeight: UnsafeMutablePointer<Float> // [nExperts, B]
+    let expertCount: UnsafeMutablePointer<Int> // [nExperts]
+    let xe: UnsafeMutablePointer<Float>        // [B, nEmbd] gathered expert input
+    let hg: UnsafeMutablePointer<Float>        // [B, nFF] gate
+    let hu: UnsafeMutablePointer<Float>        // [B, nFF] up
+    let ye: UnsafeMutablePointer<Float>        // [B, nEmbd] expert output
+    let ropeCos: UnsafeMutablePointer<Float>   // [B, ropeDim/2]
+    let ropeSin: UnsafeMutablePointer<Float>   // [B, ropeDim/2]
+    let invFreq: [Float]                       // [ropeDim/2]
+    /// Logits of the last forward pass: [B or 1, nVocab].
+    public let logits: UnsafeMutablePointer<Float>
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    public init(weights: ModelWeights, pool: WorkerPool, kvType: KVType = .f16, contextLength: Int? = nil,
+                maxBatch: Int = 64, adviseExperts: Bool = true) throws {
+        self.weights = weights
+        let c = weights.config
+        config = c
+        self.pool = pool
+        self.maxBatch = maxBatch
+        self.adviseExperts = adviseExperts
+        let ctx = min(contextLength ?? c.contextLength, c.contextLength)
+        cache = try KVCache(config: c, type: kvType, contextLength: ctx)
+        var allocs: [UnsafeMutableRawPointer] = []
+        func buf<T>(_ n: Int, _: T.Type = Float.self) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * MemoryLayout<T>.stride, alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: max(n, 1) * MemoryLayout<T>.stride)
+            allocs.append(p)
+            return p.assumingMemoryBound(to: T.self)
+        }
+        let B = maxBatch, qDim = c.nHeads * c.headDim, kvDim = c.nKVHeads * c.headDim
+        let nE = max(c.nExperts, 1), nK = max(c.nExpertsUsed, 1)
+        x = buf(B * c.nEmbd); xb = buf(B * c.nEmbd); q = buf(B * qDim); k = buf(B * kvDim); v = buf(B * kvDim)
+        att = buf(B * qDim); proj = buf(B * c.nEmbd); scores = buf(pool.threads * ctx)
+        routerLogits = buf(B * nE); chosen = buf(B * nK, Int32.self); chosenWeight = buf(B * nK)
+        expertTokens = buf(nE * B, Int32.self); expertTokenWeight = buf(nE * B); expertCount = buf(nE, Int.self)
+        xe = buf(B * c.nEmbd); hg = buf(B * c.nFF); hu = buf(B * c.nFF); ye = buf(B * c.nEmbd)
+        ropeCos = buf(B * c.ropeDim / 2); ropeSin = buf(B * c.ropeDim / 2)
+        logits = buf(B * c.nVocab)
+        invFreq = (0..<(c.ropeDim / 2)).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(c.ropeDim)) }
+        allocations = allocs
+        if adviseExperts {
+            for (l, layer) in weights.expertRanges.enumerated() {
+                for ranges in layer { for r in ranges { weights.expertFiles[l].advise(.random, r) } }
+            }
+        }
+    }
+
+    deinit { for p in allocations { p.deallocate() } }
+
+    /// Forgets the KV cache contents (the next token goes at position 0).
+    public func reset() { position = 0; expertTrace.removeAll(keepingCapacity: true) }
+
+    /// Moves the cache cursor back to `position` (keeping positions before it), e.g. to reuse a
+    /// shared prompt prefix.
+    public func rewind(to position: Int) {
+        precondition(position <= self.position)
+        self.position = position
+    }
+
+    /// Restores the cursor after the cache was loaded from a saved session.
+    public func setPosition(_ p: Int) { precondition(p <= cache.contextLength); position = p }
+
+    public enum LogitsWanted { case none, last, all }
+
+    /// Runs `tokens` (at most `maxBatch`) at positions `position…`, appending to the KV cache.
+    /// Logits land in ``logits``: one row per token for `.all`, one row (the last token) for `.last`.
+    public func forward(_ tokens: UnsafeBufferPointer<Int32>, logits wanted: LogitsWanted = .last) throws {
+        let B = tokens.count
+        let c = config
+        precondition(B >= 1 && B <= maxBatch)
+        guard position + B <= cache.contextLength else {
+            throw EngineError("context full: \(position + B) tokens exceed the context length of \(cache.contextLength)")
+        }
+        for t in tokens where t < 0 || Int(t) >= c.nVocab {
+            throw EngineError("token id \(t) is outside the vocabulary (0..<\(c.nVocab))")
+        }
+        let qDim = c.nHeads * c.headDim, kvDim = c.nKVHeads * c.headDim
+
+        // Token embeddings: one dequantized row each.
+        for t in 0..<B { weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x + t * c.nEmbd) }
+        // RoPE angles for these positions, shared by every layer.
+        let half = c.ropeDim / 2
+        for t in 0..<B {
+            let p = Float(position + t)
+            for i in 0..<half {
+                let a = p * invFreq[i]
+                ropeCos[t * half + i] = cosf(a); ropeSin[t * half + i] = sinf(a)
+            }
+        }
+
+        for (l, layer) in weights.layers.enumerated() {
+            var trace: [ExpertChoice] = []
+            // Attention rmsnorm.
+            rmsNorm(x, layer.attnNorm, into: xb, count: B)
+            // Q, K, V projections.
+            pool.matMul(layer.wq, xb, xStride: c.nEmbd, count: B, q, yStride: qDim)
+            pool.matMul(layer.wk, xb, xStride: c.nEmbd, count: B, k, yStride: kvDim)
+            pool.matMul(layer.wv, xb, xStride: c.nEmbd, count: B, v, yStride: kvDim)
+            // RoPE on queries and keys, then keys and values into the cache.
+            for t in 0..<B {
+                rope(q + t * qDim, heads: c.nHeads, token: t)
+                rope(k + t * kvDim, heads: c.nKVHeads, token: t)
+                cache.store(layer: l, position: position + t, key: k + t * kvDim, value: v + t * kvDim)
+            }
+            // Causal grouped-query attention over the cache.
+            attention(layer: l, count: B)
+            // Output projection and residual connection.
+            pool.matMul(layer.wo, att, xStride: qDim, count: B, proj, yStride: c.nEmbd)
+            addInPlace(x, proj, B * c.nEmbd)
+
+            // FFN rmsnorm.
+            rmsNorm(x, layer.ffnNorm, into: xb, count: B)
+            if let router = layer.router {
+                // Router logits → top-k experts per token → group tokens by expert.
+                pool.matMul(router, xb, xStride: c.nEmbd, count: B, routerLogits, yStride: c.nExperts)
+                let nK = c.nExpertsUsed
+                for e in 0..<c.nExperts { expertCount[e] = 0 }
+                for t in 0..<B {
+                    ExpertRouter.route(routerLogits + t * c.nExperts, count: c.nExperts, k: nK,
+                                       experts: chosen + t * nK, weights: chosenWeight + t * nK)
+                    for j in 0..<nK {
+                        let e = Int(chosen[t * nK + j])
+                        expertTokens[e * maxBatch + expertCount[e]] = Int32(t)
+                        expertTokenWeight[e * maxBatch + expertCount[e]] = chosenWeight[t * nK + j]
+                        expertCount[e] += 1
+                    }
+                    if traceExperts {
+                        trace.append(ExpertChoice(experts: (0..<nK).map { Int(chosen[t * nK + $0]) },
+                                                  weights: (0..<nK).map { chosenWeight[t * nK + $0] }))
+                    }
+                }
+                if adviseExperts {
+                    for e in 0..<c.nExperts where expertCount[e] > 0 {
+                        for r in weights.expertRanges[l][e] { weights.expertFiles[l].advise(.willNeed, r) }
+                    }
+                }
+                // Each chosen expert runs once over all its tokens; outputs are added weighted.
+                for e in 0..<c.nExperts where expertCount[e] > 0 {
+                    let n = expertCount[e]
+                    for i in 0..<n {
+                        let t = Int(expertTokens[e * maxBatch + i])
+                        (xe + i * c.nEmbd).update(from: xb + t * c.nEmbd, count: c.nEmbd)
+                    }
+                    expertFFN(layer.experts[e], count: n)
+                    for i in 0..<n {
+                        let t = Int(expertTokens[e * maxBatch + i])
+                        let w = expertTokenWeight[e * maxBatch + i]
+                        let dst = x + t * c.nEmbd, src = ye + i * c.nEmbd
+                        for d in 0..<c.nEmbd { dst[d] += w * src[d] }
+                    }
+                }
+            } else {
+                // Dense model: one always-chosen FFN.
+                xe.update(from: xb, count: B * c.nEmbd)
+                expertFFN(layer.experts[0], count: B)
+                addInPlace(x, ye, B * c.nEmbd)
+            }
+            if traceExperts && !trace.isEmpty {
+                if l == 0 { expertTrace.append(contentsOf: repeatElement([], count: B)) }
+                for t in 0..<B { expertTrace[expertTrace.count - B + t].append(trace[t]) }
+            }
+        }
+
+        // Final rmsnorm and output head.
+        switch wanted {
+        case .none: break
+        case .last:
+            rmsNorm(x + (B - 1) * c.nEmbd, weights.outputNorm, into: xb, count: 1)
+            pool.matVec(weights.output, xb, logits)
+        case .all:
+            rmsNorm(x, weights.outputNorm, into: xb, count: B)
+            pool.matMul(weights.output, xb, xStride: c.nEmbd, count: B, logits, yStride: c.nVocab)
+        }
+        position += B
+    }
+
+    /// down(silu(gate·xe) ⊙ up·xe) for `count` gathered tokens: xe → ye.
+    func expertFFN(_ w: ExpertWeights, count n: Int) {
+        let c = config
+        pool.matMul(w.gate, xe, xStride: c.nEmbd, count: n, hg, yStride: c.nFF)
+        pool.matMul(w.up, xe, xStride: c.nEmbd, count: n, hu, yStride: c.nFF)
+        for i in 0..<(n * c.nFF) {
+            let g = hg[i]
+            hg[i] = g / (1 + expf(-g)) * hu[i]
+        }
+        pool.matMul(w.down, hg, xStride: c.nFF, count: n, ye, yStride: c.nEmbd)
+    }
+
+    /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ weight, for `count` rows.
+    func rmsNorm(_ x: UnsafePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, count: Int) {
+        let n = config.nEmbd
+        for t in 0..<count {
+            let row = x + t * n, o = out + t * n
+            var ss: Float = 0
+            for i in 0..<n { ss += row[i] * row[i] }
+            let scale = 1 / (ss / Float(n) + config.normEps).squareRoot()
+            for i in 0..<n { o[i] = row[i] * scale * weight[i] }
+        }
+    }
+
+    /// Rotates each head's first ropeDim dimensions by the token's angles.
+    func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, token t: Int) {
+        let hd = config.headDim, half = config.ropeDim / 2
+        let cs = ropeCos + t * half, sn = ropeSin + t * half
+        for h in 0..<heads {
+            let p = v + h * hd
+            for i in 0..<half {
+                // Interleaved: pair (2i, 2i+1). Halves (Hugging Face rows): pair (i, i + ropeDim/2).
+                let (a, b) = weights.ropeLayout == .interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
+                let x0 = p[a], x1 = p[b]
+                p[a] = x0 * cs[i] - x1 * sn[i]
+                p[b] = x0 * sn[i] + x1 * cs[i]
+            }
+        }
+    }
+
+    /// att[t, h] = Σ_j softmax_j(q[t,h]·k[j,kvh] / √headDim) v[j,kvh] over j ≤ position of t.
+    func attention(layer l: Int, count B: Int) {
+        let c = config
+        let hd = c.headDim, qDim = c.nHeads * hd, kvDim = c.nKVHeads * hd
+        let group = c.nHeads / c.nKVHeads
+        let scale = 1 / Float(hd).squareRoot()
+        let keys = cache.keys(l), values = cache.values(l)
+        let start = position, ctx = cache.contextLength, kvType = cache.type
+        pool.run { worker, workers in
+            let range = WorkerPool.chunk(B * c.nHeads, worker: worker, of: workers)
+            let s = self.scores + worker * ctx
+            for item in range {
+                let t = item / c.nHeads, h = item % c.nHeads, kvh = h / group
+                let qv = self.q + t * qDim + h * hd
+                let last = start + t
+                var maxScore = -Float.infinity
+                for j in 0...last {
+                    let dot = kvType == .f32
+                        ? dotF32(qv, keys.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd, hd)
+                        : dotF16(qv, keys.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd, hd)
+                    s[j] = dot * scale
+                    maxScore = max(maxScore, s[j])
+                }
+                var sum: Float = 0
+                for j in 0...last { s[j] = expf(s[j] - maxScore); sum += s[j] }
+                let inv = 1 / sum
+                let out = self.att + t * qDim + h * hd
+                for d in 0..<hd { out[d] = 0 }
+                for j in 0...last {
+                    let p = s[j] * inv
+                    if kvType == .f32 {
+                        let vv = values.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd
+                        for d in 0..<hd { out[d] += p * vv[d] }
+                    } else {
+                        let vv = values.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd
+                        for d in 0..<hd { out[d] += p * Float(vv[d]) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n { a[i] += b[i] }
+}
+
+@inline(__always)
+func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s: Float = 0
+    for i in 0..<n { s += a[i] * b[i] }
+    return s
+}
+
+@inline(__always)
+func dotF16(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float16>, _ n: Int) -> Float {
+    var s: Float = 0
+    for i in 0..<n { s += a[i] * Float(b[i]) }
+    return s
+}
