@@ -82,9 +82,7 @@ public final class Converter {
             for (s, src) in t.sources.enumerated() {
                 let m = src.matrix
                 let sourceBase = base + s * m.rows * outRowBytes
-                pool.run { w, n in
-                    let range = WorkerPool.chunk(m.rows, worker: w, of: n, granularity: rowsPerChunk)
-                    if range.isEmpty { return }
+                pool.parallelFor(m.rows, granularity: rowsPerChunk) { (range: Range<Int>, w: Int) in
                     let floats = UnsafeMutablePointer<Float>.allocate(capacity: cols * 2)
                     let buf = UnsafeMutableRawPointer.allocate(byteCount: rowsPerChunk * outRowBytes, alignment: 64)
                     defer { floats.deallocate(); buf.deallocate() }

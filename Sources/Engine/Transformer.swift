@@ -50,6 +50,9 @@ public final class Transformer: @unchecked Sendable {
     let ropeCos: UnsafeMutablePointer<Float>   // [B, ropeDim/2]
     let ropeSin: UnsafeMutablePointer<Float>   // [B, ropeDim/2]
     let invFreq: [Float]                       // [ropeDim/2]
+    let xq: QuantizedActivations               // [B, max row length] int8 activations for Q8_0 weights
+    /// Multiply Q8_0 weights with activations quantized to 8 bits (as ggml does); off = float activations.
+    public var int8Activations = true
     /// Logits of the last forward pass: [B or 1, nVocab].
     public let logits: UnsafeMutablePointer<Float>
     private var allocations: [UnsafeMutableRawPointer] = []
@@ -80,6 +83,7 @@ public final class Transformer: @unchecked Sendable {
         xe = buf(B * c.nEmbd); hg = buf(B * c.nFF); hu = buf(B * c.nFF); ye = buf(B * c.nEmbd)
         ropeCos = buf(B * c.ropeDim / 2); ropeSin = buf(B * c.ropeDim / 2)
         logits = buf(B * c.nVocab)
+        xq = QuantizedActivations(capacity: B * max(c.nEmbd, c.nFF, qDim))
         invFreq = (0..<(c.ropeDim / 2)).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(c.ropeDim)) }
         allocations = allocs
         if adviseExperts {
@@ -137,9 +141,9 @@ public final class Transformer: @unchecked Sendable {
             // Attention rmsnorm.
             rmsNorm(x, layer.attnNorm, into: xb, count: B)
             // Q, K, V projections.
-            pool.matMul(layer.wq, xb, xStride: c.nEmbd, count: B, q, yStride: qDim)
-            pool.matMul(layer.wk, xb, xStride: c.nEmbd, count: B, k, yStride: kvDim)
-            pool.matMul(layer.wv, xb, xStride: c.nEmbd, count: B, v, yStride: kvDim)
+            linear(layer.wq, xb, xStride: c.nEmbd, count: B, q, yStride: qDim)
+            linear(layer.wk, xb, xStride: c.nEmbd, count: B, k, yStride: kvDim)
+            linear(layer.wv, xb, xStride: c.nEmbd, count: B, v, yStride: kvDim)
             // RoPE on queries and keys, then keys and values into the cache.
             for t in 0..<B {
                 rope(q + t * qDim, heads: c.nHeads, token: t)
@@ -149,14 +153,14 @@ public final class Transformer: @unchecked Sendable {
             // Causal grouped-query attention over the cache.
             attention(layer: l, count: B)
             // Output projection and residual connection.
-            pool.matMul(layer.wo, att, xStride: qDim, count: B, proj, yStride: c.nEmbd)
+            linear(layer.wo, att, xStride: qDim, count: B, proj, yStride: c.nEmbd)
             addInPlace(x, proj, B * c.nEmbd)
 
             // FFN rmsnorm.
             rmsNorm(x, layer.ffnNorm, into: xb, count: B)
             if let router = layer.router {
                 // Router logits → top-k experts per token → group tokens by expert.
-                pool.matMul(router, xb, xStride: c.nEmbd, count: B, routerLogits, yStride: c.nExperts)
+                linear(router, xb, xStride: c.nEmbd, count: B, routerLogits, yStride: c.nExperts)
                 let nK = c.nExpertsUsed
                 for e in 0..<c.nExperts { expertCount[e] = 0 }
                 for t in 0..<B {
@@ -210,24 +214,35 @@ public final class Transformer: @unchecked Sendable {
         case .none: break
         case .last:
             rmsNorm(x + (B - 1) * c.nEmbd, weights.outputNorm, into: xb, count: 1)
-            pool.matVec(weights.output, xb, logits)
+            linear(weights.output, xb, xStride: c.nEmbd, count: 1, logits, yStride: c.nVocab)
         case .all:
             rmsNorm(x, weights.outputNorm, into: xb, count: B)
-            pool.matMul(weights.output, xb, xStride: c.nEmbd, count: B, logits, yStride: c.nVocab)
+            linear(weights.output, xb, xStride: c.nEmbd, count: B, logits, yStride: c.nVocab)
         }
         position += B
+    }
+
+    /// y_t = W·x_t for `count` vectors; Q8_0 weights take the integer path on 8-bit activations.
+    func linear(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
+                _ y: UnsafeMutablePointer<Float>, yStride: Int) {
+        if w.type == .q8_0 && int8Activations {
+            xq.quantize(x, stride: xStride, count: count, rowLength: w.cols)
+            pool.matMul(w, xq, y, yStride: yStride)
+        } else {
+            pool.matMul(w, x, xStride: xStride, count: count, y, yStride: yStride)
+        }
     }
 
     /// down(silu(gate·xe) ⊙ up·xe) for `count` gathered tokens: xe → ye.
     func expertFFN(_ w: ExpertWeights, count n: Int) {
         let c = config
-        pool.matMul(w.gate, xe, xStride: c.nEmbd, count: n, hg, yStride: c.nFF)
-        pool.matMul(w.up, xe, xStride: c.nEmbd, count: n, hu, yStride: c.nFF)
+        linear(w.gate, xe, xStride: c.nEmbd, count: n, hg, yStride: c.nFF)
+        linear(w.up, xe, xStride: c.nEmbd, count: n, hu, yStride: c.nFF)
         for i in 0..<(n * c.nFF) {
             let g = hg[i]
             hg[i] = g / (1 + expf(-g)) * hu[i]
         }
-        pool.matMul(w.down, hg, xStride: c.nFF, count: n, ye, yStride: c.nEmbd)
+        linear(w.down, hg, xStride: c.nFF, count: n, ye, yStride: c.nEmbd)
     }
 
     /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ weight, for `count` rows.
@@ -266,8 +281,7 @@ public final class Transformer: @unchecked Sendable {
         let scale = 1 / Float(hd).squareRoot()
         let keys = cache.keys(l), values = cache.values(l)
         let start = position, ctx = cache.contextLength, kvType = cache.type
-        pool.run { worker, workers in
-            let range = WorkerPool.chunk(B * c.nHeads, worker: worker, of: workers)
+        pool.parallelFor(B * c.nHeads) { (range: Range<Int>, worker: Int) in
             let s = self.scores + worker * ctx
             for item in range {
                 let t = item / c.nHeads, h = item % c.nHeads, kvh = h / group

@@ -3,31 +3,39 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// A small persistent pool of worker threads that run one parallel section at a time.
 ///
-/// The calling thread is worker 0 and takes part in the work; `threads - 1` more threads sleep on a
-/// condition variable between sections (they never spin: on a shared 2-core laptop a spinning
-/// barrier can slow decoding by an order of magnitude). A section allocates nothing.
+/// The calling thread takes part in every section. Work is cut into chunks handed out from an
+/// atomic counter, so whichever threads are actually running take the chunks: when another
+/// process holds the other core, the caller simply does more of the work instead of waiting at a
+/// barrier for a descheduled worker. Idle workers sleep on a condition variable; nothing spins
+/// (on a shared 2-core laptop a spinning barrier can slow decoding by an order of magnitude).
+/// A section allocates nothing.
 public final class WorkerPool: @unchecked Sendable {
-    /// Number of workers, the calling thread included.
+    /// Number of threads, the calling thread included.
     public let threads: Int
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var generation = 0
-    private var pending = 0
     private var stopping = false
-    private var body: ((Int, Int) -> Void)?
+    /// Workers currently holding the section's closure (mutex-protected).
+    private var active = 0
+    private var body: ((Range<Int>, Int) -> Void)?
+    private var count = 0, chunkSize = 1, chunkCount = 0
+    private let nextChunk = Atomic<Int>(0)
+    private let chunksDone = Atomic<Int>(0)
     private var handles: [pthread_t] = []
 
-    /// - Parameter threads: workers including the caller; defaults to the number of online CPUs.
+    /// - Parameter threads: threads including the caller; defaults to the number of online CPUs.
     public init(threads: Int = WorkerPool.onlineCPUs) {
         self.threads = max(1, threads)
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
-        pthread_cond_init(done, nil)
+        pthread_cond_init(finished, nil)
         for index in 1..<self.threads {
             let box = Unmanaged.passRetained(WorkerStart(pool: self, index: index))
             var handle = pthread_t()
@@ -47,40 +55,63 @@ public final class WorkerPool: @unchecked Sendable {
         pthread_cond_broadcast(wake)
         pthread_mutex_unlock(mutex)
         for h in handles { pthread_join(h, nil) }
-        pthread_cond_destroy(wake); pthread_cond_destroy(done); pthread_mutex_destroy(mutex)
-        wake.deallocate(); done.deallocate(); mutex.deallocate()
+        pthread_cond_destroy(wake); pthread_cond_destroy(finished); pthread_mutex_destroy(mutex)
+        wake.deallocate(); finished.deallocate(); mutex.deallocate()
     }
 
     public static var onlineCPUs: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
-    /// Runs `body(worker, workers)` once on every worker and returns when all have finished.
-    public func run(_ body: (_ worker: Int, _ workers: Int) -> Void) {
-        if threads == 1 { body(0, 1); return }
+    /// Runs `body(range, thread)` over chunks covering `0..<count` exactly once, on whichever
+    /// threads are free; `thread` (0..<threads) identifies the running thread for per-thread
+    /// scratch. Chunk boundaries are multiples of `granularity`; about four chunks per thread.
+    public func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+        if count <= 0 { return }
+        let g = max(1, granularity)
+        let units = (count + g - 1) / g
+        let perChunk = max(1, (units + 4 * threads - 1) / (4 * threads))
+        let size = perChunk * g
+        let chunks = (count + size - 1) / size
+        if threads == 1 || chunks == 1 {
+            var lo = 0
+            while lo < count { body(lo..<min(count, lo + size), 0); lo += size }
+            return
+        }
         withoutActuallyEscaping(body) { section in
             pthread_mutex_lock(mutex)
             self.body = section
-            pending = threads - 1
+            self.count = count
+            chunkSize = size
+            chunkCount = chunks
+            nextChunk.store(0, ordering: .relaxed)
+            chunksDone.store(0, ordering: .relaxed)
             generation &+= 1
             pthread_cond_broadcast(wake)
             pthread_mutex_unlock(mutex)
-            section(0, threads)
+            work(section, thread: 0)
             pthread_mutex_lock(mutex)
-            while pending > 0 { pthread_cond_wait(done, mutex) }
+            while chunksDone.load(ordering: .acquiring) < chunks || active > 0 { pthread_cond_wait(finished, mutex) }
             self.body = nil
             pthread_mutex_unlock(mutex)
         }
     }
 
-    /// Splits `0..<count` into one contiguous chunk per worker (chunk boundaries multiples of
-    /// `granularity`) and runs `body` on each non-empty chunk.
+    /// Single-argument form of ``parallelFor(_:granularity:_:)``.
     public func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
-        run { w, n in
-            let r = WorkerPool.chunk(count, worker: w, of: n, granularity: granularity)
-            if !r.isEmpty { body(r) }
+        parallelFor(count, granularity: granularity) { (r: Range<Int>, _: Int) in body(r) }
+    }
+
+    /// Claims and runs chunks until none are left.
+    private func work(_ section: (Range<Int>, Int) -> Void, thread: Int) {
+        while true {
+            let i = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
+            if i >= chunkCount { return }
+            let lo = i * chunkSize
+            section(lo..<min(count, lo + chunkSize), thread)
+            chunksDone.wrappingAdd(1, ordering: .releasing)
         }
     }
 
-    /// The share of `0..<count` that worker `w` of `n` takes.
+    /// The share of `0..<count` that worker `w` of `n` takes in a static split.
     @inlinable
     public static func chunk(_ count: Int, worker w: Int, of n: Int, granularity g: Int = 1) -> Range<Int> {
         let units = (count + g - 1) / g
@@ -96,16 +127,17 @@ public final class WorkerPool: @unchecked Sendable {
             while generation == seen && !stopping { pthread_cond_wait(wake, mutex) }
             if stopping { pthread_mutex_unlock(mutex); return }
             seen = generation
-            do {
-                // The copy must be released before reporting done: `run` checks that the
-                // non-escaping closure did not outlive the section.
-                let section = body
-                pthread_mutex_unlock(mutex)
-                section?(index, threads)
-            }
+            // Released (set to nil) before reporting back: the section's closure must not
+            // outlive `parallelFor`.
+            var section = body
+            if section == nil { pthread_mutex_unlock(mutex); continue }
+            active += 1
+            pthread_mutex_unlock(mutex)
+            work(section!, thread: index)
+            section = nil
             pthread_mutex_lock(mutex)
-            pending -= 1
-            if pending == 0 { pthread_cond_signal(done) }
+            active -= 1
+            pthread_cond_signal(finished)
             pthread_mutex_unlock(mutex)
         }
     }

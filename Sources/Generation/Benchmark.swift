@@ -1,0 +1,114 @@
+import Dispatch
+import Engine
+import Kernels
+
+/// Measures prompt processing, time to first token and decoding on random tokens, and the
+/// machine's streaming-read bandwidth in the same run, so speed can be read as a fraction of the
+/// physical limit (decoding a batch of one is bound by memory bandwidth).
+public struct Benchmark {
+    public struct Result: Sendable, Codable {
+        public var threads: Int
+        public var prompt_tokens: Int
+        public var gen_tokens: Int
+        public var prompt_tokens_per_s: Double
+        public var decode_tokens_per_s: Double
+        public var ttft_s: Double
+        /// Bytes of weights read per decoded token (shared weights + the chosen experts).
+        public var bytes_per_token: Double
+        public var effective_gbps: Double
+        public var probe_gbps: Double
+        public var fraction_of_limit: Double
+        public var repeats: Int
+    }
+
+    public let model: Model
+    public let pool: WorkerPool
+    /// Use float activations with Q8_0 weights instead of 8-bit ones (to measure the difference).
+    public var floatActivations = false
+
+    public init(model: Model, pool: WorkerPool) { self.model = model; self.pool = pool }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// Streaming-read bandwidth of this machine with the pool's threads, GB/s (best of 5 passes
+    /// over a 512 MiB buffer, each thread summing its share).
+    public func probeBandwidth(bytes: Int = 512 << 20) -> Double {
+        let n = bytes / 32
+        let buf = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: n)
+        defer { buf.deallocate() }
+        pool.parallelFor(n) { r in for i in r { buf[i] = SIMD8(repeating: Float(i & 7)) } }
+        var best = 0.0
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: pool.threads)
+        sums.initialize(repeating: 0, count: pool.threads)
+        defer { sums.deallocate() }
+        for _ in 0..<5 {
+            let t0 = Benchmark.now()
+            pool.parallelFor(n, granularity: 1 << 16) { (r: Range<Int>, w: Int) in
+                var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+                var i = r.lowerBound
+                while i + 4 <= r.upperBound { a0 += buf[i]; a1 += buf[i + 1]; a2 += buf[i + 2]; a3 += buf[i + 3]; i += 4 }
+                sums[w] += (a0 + a1 + a2 + a3).sum()
+            }
+            let s = Double(Benchmark.now() - t0) / 1e9
+            best = max(best, Double(bytes) / s / 1e9)
+        }
+        return best
+    }
+
+    public func run(promptTokens: Int, genTokens: Int, repeats: Int, kvType: KVType = .f16) throws -> Result {
+        let c = model.config
+        var rng = SplitMix64(seed: 42)
+        let prompt = (0..<max(promptTokens, 1)).map { _ in Int32(3 + Int(rng.next() % UInt64(c.nVocab - 3))) }
+        let tf = try Transformer(weights: model.weights, pool: pool, kvType: kvType,
+                                 contextLength: promptTokens + genTokens + 1, maxBatch: min(max(promptTokens, 1), 512))
+        tf.traceExperts = true
+        tf.int8Activations = !floatActivations
+        var pp: [Double] = [], tg: [Double] = [], ttft: [Double] = [], bytes: [Double] = []
+        let shared = model.weights.bytesPerToken()
+        for _ in 0..<max(repeats, 1) {
+            tf.reset()
+            let t0 = Benchmark.now()
+            var i = 0
+            while i < prompt.count {
+                let n = min(tf.maxBatch, prompt.count - i)
+                try prompt[i..<(i + n)].withUnsafeBufferPointer { try tf.forward($0, logits: i + n == prompt.count ? .last : .none) }
+                i += n
+            }
+            let tPrompt = Double(Benchmark.now() - t0) / 1e9
+            var next: [Int32] = [argmax(tf.logits, c.nVocab)]
+            ttft.append(Double(Benchmark.now() - t0) / 1e9)
+            pp.append(Double(prompt.count) / tPrompt)
+            let traceStart = tf.expertTrace.count
+            let t1 = Benchmark.now()
+            for _ in 0..<genTokens {
+                try next.withUnsafeBufferPointer { try tf.forward($0, logits: .last) }
+                next[0] = argmax(tf.logits, c.nVocab)
+            }
+            let tGen = Double(Benchmark.now() - t1) / 1e9
+            tg.append(Double(genTokens) / tGen)
+            // Bytes per decoded token: shared weights + the distinct experts chosen in each layer.
+            let perExpert = model.weights.layers.first.map { l in Double(l.experts[0].gate.byteCount + l.experts[0].up.byteCount + l.experts[0].down.byteCount) } ?? 0
+            let expertsAssumed = Double(max(c.nExpertsUsed, 1) * c.nLayers)
+            var total = 0.0
+            for t in tf.expertTrace[traceStart...] {
+                let distinct = t.reduce(0) { $0 + Set($1.experts).count }
+                total += Double(shared) - expertsAssumed * perExpert + Double(distinct) * perExpert
+            }
+            bytes.append(total / Double(max(tf.expertTrace.count - traceStart, 1)))
+        }
+        func median(_ a: [Double]) -> Double { let s = a.sorted(); return s.isEmpty ? 0 : s[s.count / 2] }
+        let probe = probeBandwidth()
+        let bpt = median(bytes), decode = median(tg)
+        let eff = bpt * decode / 1e9
+        return Result(threads: pool.threads, prompt_tokens: promptTokens, gen_tokens: genTokens,
+                      prompt_tokens_per_s: median(pp), decode_tokens_per_s: decode, ttft_s: median(ttft),
+                      bytes_per_token: bpt, effective_gbps: eff, probe_gbps: probe, fraction_of_limit: eff / probe,
+                      repeats: max(repeats, 1))
+    }
+
+    func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int32 {
+        var b = 0
+        for i in 1..<n where p[i] > p[b] { b = i }
+        return Int32(b)
+    }
+}

@@ -1,0 +1,117 @@
+/// Activation vectors quantized to 8-bit blocks of 32 for Q8_0 integer dot products (as ggml pairs
+/// Q8_0 weights with Q8_0 activations): per block a float scale `d = max|x|/127` and the 32 values
+/// `round(x/d)` stored as Int16, the 16 even-indexed values first, then the 16 odd-indexed ones,
+/// matching how the kernel splits a weight block's bytes into even and odd 16-bit lanes.
+public final class QuantizedActivations: @unchecked Sendable {
+    public let capacity: Int
+    public private(set) var count = 0
+    public private(set) var rowLength = 0
+    @usableFromInline let q: UnsafeMutablePointer<Int16>
+    @usableFromInline let d: UnsafeMutablePointer<Float>
+
+    /// - Parameter capacity: values (vectors × row length) the buffer can hold.
+    public init(capacity: Int) {
+        self.capacity = capacity
+        q = .allocate(capacity: max(capacity, 32))
+        d = .allocate(capacity: max(capacity / 32, 1))
+    }
+
+    deinit { q.deallocate(); d.deallocate() }
+
+    /// Quantizes `count` vectors of `n` floats (vector t at `x + t*stride`); n must be a multiple of 32.
+    public func quantize(_ x: UnsafePointer<Float>, stride: Int, count: Int, rowLength n: Int) {
+        precondition(n % 32 == 0 && count * n <= capacity)
+        self.count = count
+        rowLength = n
+        for t in 0..<count {
+            let src = x + t * stride
+            for b in 0..<(n / 32) {
+                let v = src + b * 32
+                var amax: Float = 0
+                for i in 0..<32 { amax = max(amax, abs(v[i])) }
+                let scale = amax / 127
+                let inv: Float = scale != 0 ? 1 / scale : 0
+                let blk = (t * n / 32) + b
+                d[blk] = scale
+                let o = q + blk * 32
+                for i in 0..<16 {
+                    o[i] = Int16((v[2 * i] * inv).rounded(.toNearestOrAwayFromZero))
+                    o[16 + i] = Int16((v[2 * i + 1] * inv).rounded(.toNearestOrAwayFromZero))
+                }
+            }
+        }
+    }
+
+    /// Block pointer and scales of vector `t`.
+    @inlinable @inline(__always)
+    func vector(_ t: Int) -> (UnsafePointer<Int16>, UnsafePointer<Float>) {
+        (UnsafePointer(q + t * rowLength), UnsafePointer(d + t * rowLength / 32))
+    }
+
+    /// The dequantized value i of vector t (for tests).
+    public func value(_ t: Int, _ i: Int) -> Float {
+        let blk = (t * rowLength + i) / 32, j = i % 32
+        return d[blk] * Float(q[blk * 32 + (j % 2 == 0 ? j / 2 : 16 + j / 2)])
+    }
+}
+
+extension Dot {
+    /// Q8_0 row · quantized activations: Σ_blocks d_w·d_x·Σ q_w·q_x. The weight block's 32 bytes
+    /// load as 16 little-endian 16-bit lanes; shifts give the sign-extended even and odd bytes,
+    /// which multiply the activation's even and odd values in 16-bit lanes (|q_w·q_x| ≤ 127², two of
+    /// them add up within Int16), then widen to Int32 and Float for the scaled accumulation.
+    @inlinable
+    public static func q8_0(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+        var acc = SIMD8<Float>()
+        var b = w
+        for k in 0..<blocks {
+            let dw = Float(b.loadUnaligned(as: Float16.self))
+            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int16>.self)
+            let even = (v &<< 8) &>> 8, odd = v &>> 8
+            let xr = UnsafeRawPointer(xq + k * 32)
+            let p = even &* xr.loadUnaligned(as: SIMD16<Int16>.self) &+ odd &* xr.loadUnaligned(fromByteOffset: 32, as: SIMD16<Int16>.self)
+            // Widen by pairs: each 32-bit lane holds two 16-bit sums; sign-extend both and add.
+            let u = unsafeBitCast(p, to: SIMD8<Int32>.self)
+            let pairs = ((u &<< 16) &>> 16) &+ (u &>> 16)
+            let s = SIMD8<Float>(pairs)
+            acc.addProduct(s, SIMD8<Float>(repeating: dw * xd[k]))
+            b += 34
+        }
+        return acc.sum()
+    }
+
+    /// Scalar twin of the integer Q8_0 kernel.
+    public static func q8_0Reference(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+        var total: Float = 0
+        for k in 0..<blocks {
+            let blk = w + k * 34
+            let dw = HalfPrecision.float(fromF16: UInt16(littleEndian: blk.loadUnaligned(as: UInt16.self)))
+            var s: Int32 = 0
+            for i in 0..<32 {
+                let qw = Int32(blk.load(fromByteOffset: 2 + i, as: Int8.self))
+                let qx = Int32(xq[k * 32 + (i % 2 == 0 ? i / 2 : 16 + i / 2)])
+                s += qw * qx
+            }
+            total += dw * xd[k] * Float(s)
+        }
+        return total
+    }
+}
+
+extension WorkerPool {
+    /// Y = W·X for a Q8_0 matrix and activations already quantized (`xq` holds `count` vectors),
+    /// split across the workers by rows; y_t at `y + t*yStride`.
+    public func matMul(_ w: WeightMatrix, _ xq: QuantizedActivations, _ y: UnsafeMutablePointer<Float>, yStride: Int) {
+        precondition(w.type == .q8_0 && xq.rowLength == w.cols)
+        let blocks = w.cols / 32, count = xq.count
+        parallelFor(w.rows, granularity: 16) { rows in
+            for r in rows {
+                let row = w.row(r)
+                for t in 0..<count {
+                    let (q, d) = xq.vector(t)
+                    y[t * yStride + r] = Dot.q8_0(row, q, d, blocks: blocks)
+                }
+            }
+        }
+    }
+}

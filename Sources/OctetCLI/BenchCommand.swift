@@ -1,0 +1,58 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Generation
+import Kernels
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prompt and decode speed, bytes read per token, and the fraction of memory bandwidth reached.",
+        discussion: """
+        Runs random tokens: a prompt of --prompt tokens, then --gen greedy tokens, --repeat times \
+        (medians reported), and probes this machine's streaming-read bandwidth in the same run.
+        Example: octet bench mixtral-q8_0.gguf --prompt 512 --gen 64 --threads 2 --json
+        """)
+
+    @Argument(help: "GGUF file or checkpoint folder.")
+    var model: String
+    @Option(help: "Prompt tokens.")
+    var prompt: Int = 512
+    @Option(help: "Generated tokens.")
+    var gen: Int = 64
+    @Option(help: "Repeats (medians are reported).")
+    var `repeat`: Int = 3
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = WorkerPool.onlineCPUs
+    @Option(help: "KV cache type.")
+    var kvType: KVType = .f16
+    @Flag(help: "Multiply Q8_0 weights with float activations instead of 8-bit ones (for comparison).")
+    var floatActivations = false
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        if prompt < 1 || gen < 1 || `repeat` < 1 || threads < 1 { throw ValidationError("--prompt, --gen, --repeat and --threads must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let m = try Model(path: model)
+            var b = Benchmark(model: m, pool: WorkerPool(threads: threads))
+            b.floatActivations = floatActivations
+            let r = try b.run(promptTokens: prompt, genTokens: gen, repeats: `repeat`, kvType: kvType)
+            if json {
+                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                print(String(decoding: try enc.encode(r), as: UTF8.self))
+            } else {
+                print("model            \(model) (\(m.formatDescription))")
+                print("threads          \(r.threads)")
+                print(String(format: "prompt           %d tokens: %.1f tok/s", r.prompt_tokens, r.prompt_tokens_per_s))
+                print(String(format: "time to first    %.3f s", r.ttft_s))
+                print(String(format: "decode           %d tokens: %.2f tok/s", r.gen_tokens, r.decode_tokens_per_s))
+                print(String(format: "bytes per token  %.1f MB of weights", r.bytes_per_token / 1e6))
+                print(String(format: "effective        %.1f GB/s  (probe: %.1f GB/s streaming read, %.0f%% of the limit)",
+                             r.effective_gbps, r.probe_gbps, r.fraction_of_limit * 100))
+            }
+        }
+    }
+}
