@@ -60,7 +60,7 @@ public enum FP8Block {
             let id = 1 / d
             var err: Float = 0
             for i in 0..<32 {
-                let v = FP8E4M3.decode(FP8E4M3.encode(x[i] * id)) * d - x[i]
+                let v = FP8E4M3.table[Int(FP8E4M3.encode(x[i] * id))] * d - x[i]
                 err += v * v
             }
             if err < bestErr { bestErr = err; bestD = dBits }
