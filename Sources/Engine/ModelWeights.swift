@@ -36,6 +36,18 @@ public struct ModelWeights: @unchecked Sendable {
     public var expertFiles: [MappedFile]
     public var expertRanges: [[[Range<Int>]]]
 
+    /// Every matrix that is not an expert (attention, routers, embeddings, output), for residency
+    /// control and accounting.
+    public var sharedMatrices: [WeightMatrix] {
+        var m = [tokenEmbedding, output]
+        for l in layers {
+            m += [l.wq, l.wk, l.wv, l.wo]
+            if let r = l.router { m.append(r) }
+            if l.router == nil { m += [l.experts[0].gate, l.experts[0].up, l.experts[0].down] }
+        }
+        return m
+    }
+
     /// Bytes of weights read for one token when `expertsUsed` experts run in every layer.
     public func bytesPerToken() -> Int {
         var b = output.byteCount + tokenEmbedding.rowBytes

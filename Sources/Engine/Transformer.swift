@@ -90,6 +90,11 @@ public final class Transformer: @unchecked Sendable {
             for (l, layer) in weights.expertRanges.enumerated() {
                 for ranges in layer { for r in ranges { weights.expertFiles[l].advise(.random, r) } }
             }
+            // Only a few embedding rows are read per token: no readahead around them either.
+            if let file = weights.expertFiles.first {
+                let e = weights.tokenEmbedding, o = e.base - file.base
+                if o >= 0 && o + e.byteCount <= file.size { file.advise(.random, o..<(o + e.byteCount)) }
+            }
         }
     }
 

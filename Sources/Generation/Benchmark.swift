@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Engine
 import Kernels
 
@@ -104,6 +105,55 @@ public struct Benchmark {
                       prompt_tokens_per_s: median(pp), decode_tokens_per_s: decode, ttft_s: median(ttft),
                       bytes_per_token: bpt, effective_gbps: eff, probe_gbps: probe, fraction_of_limit: eff / probe,
                       repeats: max(repeats, 1))
+    }
+
+    /// Cold start: with the model file dropped from the page cache, the bytes actually read from
+    /// disk (`/proc/self/io` read_bytes) while running `tokens` tokens, against the bytes those tokens
+    /// need: every shared matrix, the embedding rows used, and each expert chosen at least once.
+    public struct ColdStart: Sendable, Codable {
+        public var tokens: Int
+        public var bytes_read: Double
+        public var bytes_needed: Double
+        public var ratio: Double
+        public var seconds: Double
+    }
+
+    public func coldStart(tokens: Int = 16) throws -> ColdStart {
+        let c = model.config
+        guard let file = model.weights.expertFiles.first else { throw EngineError("cold start needs a MoE model") }
+        let tf = try Transformer(weights: model.weights, pool: pool, kvType: .f16, contextLength: tokens + 1, maxBatch: 1)
+        tf.traceExperts = true
+        file.dropFromPageCache()
+        let before = Benchmark.readBytes()
+        let t0 = Benchmark.now()
+        var next: [Int32] = [model.vocabulary.bosID]
+        var used = Set<Int32>()
+        for _ in 0..<tokens {
+            used.insert(next[0])
+            try next.withUnsafeBufferPointer { try tf.forward($0, logits: .last) }
+            next[0] = argmax(tf.logits, c.nVocab)
+        }
+        let secs = Double(Benchmark.now() - t0) / 1e9
+        let read = Double(Benchmark.readBytes() - before)
+        var needed = 0.0
+        for m in model.weights.sharedMatrices where m.base != model.weights.tokenEmbedding.base { needed += Double(m.byteCount) }
+        needed += Double(used.count * model.weights.tokenEmbedding.rowBytes)
+        var chosen = Set<Int>()
+        for t in tf.expertTrace { for (l, choice) in t.enumerated() { for e in choice.experts { chosen.insert(l * c.nExperts + e) } } }
+        for key in chosen {
+            let x = model.weights.layers[key / c.nExperts].experts[key % c.nExperts]
+            needed += Double(x.gate.byteCount + x.up.byteCount + x.down.byteCount)
+        }
+        return ColdStart(tokens: tokens, bytes_read: read, bytes_needed: needed, ratio: read / needed, seconds: secs)
+    }
+
+    /// Bytes this process caused to be read from storage so far.
+    static func readBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("read_bytes:") {
+            return Int(line.split(separator: " ").last ?? "0") ?? 0
+        }
+        return 0
     }
 
     func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int32 {

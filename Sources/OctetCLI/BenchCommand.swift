@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
     var kvType: KVType = .f16
     @Flag(help: "Multiply Q8_0 weights with float activations instead of 8-bit ones (for comparison).")
     var floatActivations = false
+    @Flag(help: "Also measure a cold start: drop the file from the page cache, run 16 tokens, compare bytes read from disk with bytes needed.")
+    var cold = false
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -39,10 +41,13 @@ struct Bench: ParsableCommand {
             let m = try Model(path: model)
             var b = Benchmark(model: m, pool: WorkerPool(threads: threads))
             b.floatActivations = floatActivations
+            let coldStart = cold ? try b.coldStart(tokens: 16) : nil
             let r = try b.run(promptTokens: prompt, genTokens: gen, repeats: `repeat`, kvType: kvType)
             if json {
                 let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-                print(String(decoding: try enc.encode(r), as: UTF8.self))
+                var obj = try JSONSerialization.jsonObject(with: try enc.encode(r)) as! [String: Any]
+                if let cs = coldStart { obj["cold_start"] = try JSONSerialization.jsonObject(with: try enc.encode(cs)) }
+                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             } else {
                 print("model            \(model) (\(m.formatDescription))")
                 print("threads          \(r.threads)")
@@ -52,6 +57,10 @@ struct Bench: ParsableCommand {
                 print(String(format: "bytes per token  %.1f MB of weights", r.bytes_per_token / 1e6))
                 print(String(format: "effective        %.1f GB/s  (probe: %.1f GB/s streaming read, %.0f%% of the limit)",
                              r.effective_gbps, r.probe_gbps, r.fraction_of_limit * 100))
+                if let cs = coldStart {
+                    print(String(format: "cold start       %d tokens in %.2f s: read %.1f MB from disk, needed %.1f MB (%.2f×)",
+                                 cs.tokens, cs.seconds, cs.bytes_read / 1e6, cs.bytes_needed / 1e6, cs.ratio))
+                }
             }
         }
     }
