@@ -26,6 +26,8 @@ public struct Benchmark {
     public let pool: WorkerPool
     /// Use float activations with Q8_0 weights instead of 8-bit ones (to measure the difference).
     public var floatActivations = false
+    /// Size of the bandwidth probe's buffer; 0 skips the probe (e.g. under a tight memory cap).
+    public var probeBytes = 512 << 20
 
     public init(model: Model, pool: WorkerPool) { self.model = model; self.pool = pool }
 
@@ -98,12 +100,12 @@ public struct Benchmark {
             bytes.append(total / Double(max(tf.expertTrace.count - traceStart, 1)))
         }
         func median(_ a: [Double]) -> Double { let s = a.sorted(); return s.isEmpty ? 0 : s[s.count / 2] }
-        let probe = probeBandwidth()
+        let probe = probeBytes > 0 ? probeBandwidth(bytes: probeBytes) : 0
         let bpt = median(bytes), decode = median(tg)
         let eff = bpt * decode / 1e9
         return Result(threads: pool.threads, prompt_tokens: promptTokens, gen_tokens: genTokens,
                       prompt_tokens_per_s: median(pp), decode_tokens_per_s: decode, ttft_s: median(ttft),
-                      bytes_per_token: bpt, effective_gbps: eff, probe_gbps: probe, fraction_of_limit: eff / probe,
+                      bytes_per_token: bpt, effective_gbps: eff, probe_gbps: probe, fraction_of_limit: probe > 0 ? eff / probe : 0,
                       repeats: max(repeats, 1))
     }
 

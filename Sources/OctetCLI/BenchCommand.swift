@@ -29,6 +29,8 @@ struct Bench: ParsableCommand {
     var floatActivations = false
     @Flag(help: "Also measure a cold start: drop the file from the page cache, run 16 tokens, compare bytes read from disk with bytes needed.")
     var cold = false
+    @Option(help: "MiB of memory the bandwidth probe streams through (0 skips it).")
+    var probeMb: Int = 512
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -41,6 +43,7 @@ struct Bench: ParsableCommand {
             let m = try Model(path: model)
             var b = Benchmark(model: m, pool: WorkerPool(threads: threads))
             b.floatActivations = floatActivations
+            b.probeBytes = probeMb << 20
             let coldStart = cold ? try b.coldStart(tokens: 16) : nil
             let r = try b.run(promptTokens: prompt, genTokens: gen, repeats: `repeat`, kvType: kvType)
             if json {
