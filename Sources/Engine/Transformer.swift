@@ -308,11 +308,9 @@ public final class Transformer: @unchecked Sendable {
                 for j in 0...last {
                     let p = s[j] * inv
                     if kvType == .f32 {
-                        let vv = values.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd
-                        for d in 0..<hd { out[d] += p * vv[d] }
+                        axpyF32(p, values.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd, out, hd)
                     } else {
-                        let vv = values.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd
-                        for d in 0..<hd { out[d] += p * Float(vv[d]) }
+                        axpyF16(p, values.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd, out, hd)
                     }
                 }
             }
@@ -327,14 +325,55 @@ func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ n
 
 @inline(__always)
 func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var s: Float = 0
-    for i in 0..<n { s += a[i] * b[i] }
+    var acc = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= n {
+        acc.addProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self))
+        i += 8
+    }
+    var s = acc.sum()
+    while i < n { s += a[i] * b[i]; i += 1 }
     return s
 }
 
 @inline(__always)
 func dotF16(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float16>, _ n: Int) -> Float {
-    var s: Float = 0
-    for i in 0..<n { s += a[i] * Float(b[i]) }
+    var acc = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= n {
+        acc.addProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self),
+                       SIMD8<Float>(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float16>.self)))
+        i += 8
+    }
+    var s = acc.sum()
+    while i < n { s += a[i] * Float(b[i]); i += 1 }
     return s
+}
+
+/// y += a·x (n floats).
+@inline(__always)
+func axpyF32(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    let av = SIMD8<Float>(repeating: a)
+    while i + 8 <= n {
+        var v = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+        v.addProduct(av, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+        UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n { y[i] += a * x[i]; i += 1 }
+}
+
+/// y += a·x for f16 x (n values).
+@inline(__always)
+func axpyF16(_ a: Float, _ x: UnsafePointer<Float16>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    let av = SIMD8<Float>(repeating: a)
+    while i + 8 <= n {
+        var v = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+        v.addProduct(av, SIMD8<Float>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float16>.self)))
+        UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n { y[i] += a * Float(x[i]); i += 1 }
 }

@@ -12,10 +12,20 @@ public enum MatMul {
     @inlinable
     public static func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                               _ y: UnsafeMutablePointer<Float>, yStride: Int, rows: Range<Int>) {
+        let tiled = (w.type == .f16 || w.type == .bf16 || w.type == .f32) && w.cols % 8 == 0
         for r in rows {
             let row = w.row(r)
-            for t in 0..<count {
+            var t = 0
+            if tiled {
+                while t + 4 <= count {
+                    let v = Dot.float4(row, x + t * xStride, xStride: xStride, count: w.cols, type: w.type)
+                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+                    t += 4
+                }
+            }
+            while t < count {
                 y[t * yStride + r] = Dot.dot(row, x + t * xStride, count: w.cols, type: w.type)
+                t += 1
             }
         }
     }
@@ -34,5 +44,29 @@ extension WorkerPool {
         parallelFor(w.rows, granularity: 16) {
             MatMul.matMul(w, x, xStride: xStride, count: count, y, yStride: yStride, rows: $0)
         }
+    }
+}
+
+extension Dot {
+    /// One 16/32-bit float row against four activation vectors (x_i at `x + i*xStride`): each group
+    /// of 8 weights is converted once and used four times. `n` must be a multiple of 8.
+    @inlinable
+    public static func float4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int, type: TensorType) -> SIMD4<Float> {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var i = 0
+        while i < n {
+            let wv: SIMD8<Float>
+            switch type {
+            case .f16: wv = halfs(w, i)
+            case .bf16: wv = brains(w, i)
+            default: wv = w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            }
+            a0.addProduct(wv, load8(x, i))
+            a1.addProduct(wv, load8(x + xStride, i))
+            a2.addProduct(wv, load8(x + 2 * xStride, i))
+            a3.addProduct(wv, load8(x + 3 * xStride, i))
+            i += 8
+        }
+        return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
     }
 }

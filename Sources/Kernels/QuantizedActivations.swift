@@ -73,11 +73,49 @@ extension Dot {
             // Widen by pairs: each 32-bit lane holds two 16-bit sums; sign-extend both and add.
             let u = unsafeBitCast(p, to: SIMD8<Int32>.self)
             let pairs = ((u &<< 16) &>> 16) &+ (u &>> 16)
-            let s = SIMD8<Float>(pairs)
+            let s = exactFloat(pairs)
             acc.addProduct(s, SIMD8<Float>(repeating: dw * xd[k]))
             b += 34
         }
         return acc.sum()
+    }
+
+    /// Four activation vectors against one Q8_0 row: each weight block is decoded once and used
+    /// four times (prompt processing). Same arithmetic per vector as ``q8_0(_:_:_:blocks:)``.
+    @inlinable
+    public static func q8_0x4(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>,
+                              vectorStride: Int, blocks: Int) -> SIMD4<Float> {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        let ds = vectorStride / 32
+        var b = w
+        for k in 0..<blocks {
+            let dw = Float(b.loadUnaligned(as: Float16.self))
+            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int16>.self)
+            let even = (v &<< 8) &>> 8, odd = v &>> 8
+            let x = UnsafeRawPointer(xq + k * 32)
+            a0.addProduct(q8Term(even, odd, x), SIMD8(repeating: dw * xd[k]))
+            a1.addProduct(q8Term(even, odd, x + 2 * vectorStride), SIMD8(repeating: dw * xd[k + ds]))
+            a2.addProduct(q8Term(even, odd, x + 4 * vectorStride), SIMD8(repeating: dw * xd[k + 2 * ds]))
+            a3.addProduct(q8Term(even, odd, x + 6 * vectorStride), SIMD8(repeating: dw * xd[k + 3 * ds]))
+            b += 34
+        }
+        return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    }
+
+    /// Σ of one weight block's products with one activation block, as 8 float lanes.
+    @inlinable @inline(__always)
+    static func q8Term(_ even: SIMD16<Int16>, _ odd: SIMD16<Int16>, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+        let p = even &* x.loadUnaligned(as: SIMD16<Int16>.self) &+ odd &* x.loadUnaligned(fromByteOffset: 32, as: SIMD16<Int16>.self)
+        let u = unsafeBitCast(p, to: SIMD8<Int32>.self)
+        let pairs = ((u &<< 16) &>> 16) &+ (u &>> 16)
+        return exactFloat(pairs)
+    }
+
+    /// Int32 → Float for |v| < 2²² without a conversion call: adding v to the bits of 1.5·2²³
+    /// gives the float 1.5·2²³ + v exactly; subtracting 1.5·2²³ leaves v.
+    @inlinable @inline(__always)
+    static func exactFloat(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+        unsafeBitCast(v &+ 0x4B40_0000, to: SIMD8<Float>.self) - SIMD8<Float>(repeating: 12_582_912)
     }
 
     /// Scalar twin of the integer Q8_0 kernel.
@@ -107,9 +145,17 @@ extension WorkerPool {
         parallelFor(w.rows, granularity: 16) { rows in
             for r in rows {
                 let row = w.row(r)
-                for t in 0..<count {
+                var t = 0
+                while t + 4 <= count {
+                    let (q, d) = xq.vector(t)
+                    let v = Dot.q8_0x4(row, q, d, vectorStride: xq.rowLength, blocks: blocks)
+                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+                    t += 4
+                }
+                while t < count {
                     let (q, d) = xq.vector(t)
                     y[t * yStride + r] = Dot.q8_0(row, q, d, blocks: blocks)
+                    t += 1
                 }
             }
         }
