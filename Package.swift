@@ -12,10 +12,11 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "octet", targets: ["OctetCLI"]),
-        .library(name: "Octet", targets: ["GGUF", "Kernels", "Checkpoint", "Converter", "Tokenizer", "Engine", "Generation"]),
+        .library(name: "Octet", targets: ["GGUF", "Kernels", "Checkpoint", "Converter", "Tokenizer", "Engine", "Generation", "Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // File format: GGUF v3 reader (mapped, validated) and streaming writer. Knows no model.
@@ -32,11 +33,15 @@ let package = Package(
         .target(name: "Engine", dependencies: ["GGUF", "Kernels", "Checkpoint", "Tokenizer"], swiftSettings: simd),
         // Sampling, chat template, sessions: text in, text out.
         .target(name: "Generation", dependencies: ["Engine", "Tokenizer", "Kernels"], swiftSettings: simd),
+        // Quality of a quantized model against the original: perplexity, KL divergence, agreement.
+        .target(name: "Evaluation", dependencies: ["Engine", "Tokenizer", "Kernels", "Generation"], swiftSettings: simd),
+        // OpenAI-compatible HTTP server over one Session (the only module that imports Hummingbird).
+        .target(name: "Server", dependencies: ["Engine", "Generation", "Tokenizer", "Kernels", .product(name: "Hummingbird", package: "hummingbird")], swiftSettings: simd),
         // The thin command-line executable.
         .executableTarget(
             name: "OctetCLI",
             dependencies: [
-                "GGUF", "Kernels", "Checkpoint", "Converter", "Tokenizer", "Engine", "Generation",
+                "GGUF", "Kernels", "Checkpoint", "Converter", "Tokenizer", "Engine", "Generation", "Evaluation", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simd),
@@ -46,6 +51,8 @@ let package = Package(
         .testTarget(name: "ConverterTests", dependencies: ["Converter", "GGUF", "Checkpoint", "Kernels"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Converter", "GGUF", "Checkpoint", "Kernels"]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Engine", "Tokenizer"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Engine", "Generation", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Converter", "Checkpoint", "GGUF", "Kernels"]),
     ],
     swiftLanguageModes: [.v5]
 )

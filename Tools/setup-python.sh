@@ -14,7 +14,7 @@ VENV="${OCTET_VENV:-$HOME/.cache/octet/venv}"
 BASE_PY="${OCTET_BASE_PYTHON:-python3}"
 
 # Packages the tools import. torch is deliberately not needed.
-PACKAGES=(numpy safetensors gguf sentencepiece ml_dtypes)
+PACKAGES=(numpy safetensors gguf sentencepiece ml_dtypes openai)
 IMPORTS="import numpy, safetensors, safetensors.numpy, gguf, sentencepiece, ml_dtypes"
 
 log() { echo "setup-python: $*" >&2; }

@@ -26,7 +26,7 @@ struct Octet: ParsableCommand {
           octet chat mixtral-q8_0.gguf
         A model is a GGUF file (ours or llama.cpp's) or a 16-bit checkpoint folder read directly.
         """,
-        subcommands: [Convert.self, Chat.self, Generate.self, Inspect.self, Tokenize.self, Detokenize.self, Logits.self, Bench.self])
+        subcommands: [Convert.self, Chat.self, Generate.self, Inspect.self, Tokenize.self, Detokenize.self, Logits.self, Bench.self, Compare.self, Serve.self])
 }
 
 /// Prints `error: …` on one line and exits non-zero.

@@ -1,0 +1,113 @@
+import XCTest
+@testable import Kernels
+
+/// Independent definition of OCP E4M3: 1 sign, 4 exponent bits (bias 7), 3 mantissa bits,
+/// subnormals at exponent 0, S.1111.111 the only NaNs, no infinities.
+func e4m3Value(_ b: UInt8) -> Double {
+    let sign: Double = b & 0x80 != 0 ? -1 : 1
+    let e = Int((b >> 3) & 0xF), m = Double(b & 7)
+    if e == 15 && m == 7 { return .nan }
+    if e == 0 { return sign * (m / 8) * pow(2, -6) }
+    return sign * (1 + m / 8) * pow(2, Double(e - 7))
+}
+
+final class FP8E4M3Tests: XCTestCase {
+    /// The 254 codes that are not NaN (0x7F, 0xFF).
+    let finiteCodes: [UInt8] = (0...255).map { UInt8($0) }.filter { $0 & 0x7F != 0x7F }
+
+    func testFiniteCodeCount() {
+        XCTAssertEqual(finiteCodes.count, 254)
+    }
+
+    func testDecodeMatchesDefinition() {
+        for b in finiteCodes {
+            let v = FP8E4M3.decode(b)
+            XCTAssertEqual(Double(v), e4m3Value(b), "decode(0x\(String(b, radix: 16)))")
+            XCTAssertEqual(v.sign == .minus, b & 0x80 != 0, "sign of 0x\(String(b, radix: 16))")
+            XCTAssertEqual(FP8E4M3.table[Int(b)].bitPattern, v.bitPattern)
+        }
+        XCTAssertTrue(FP8E4M3.decode(0x7F).isNaN)
+        XCTAssertTrue(FP8E4M3.decode(0xFF).isNaN)
+        XCTAssertEqual(FP8E4M3.decode(0x7E), 448)
+        XCTAssertEqual(FP8E4M3.decode(0xFE), -448)
+        XCTAssertEqual(FP8E4M3.decode(0x01), 0x1p-9)
+        XCTAssertEqual(FP8E4M3.decode(0x08), 0x1p-6)
+    }
+
+    func testRoundTripAllFiniteCodes() {
+        for b in finiteCodes {
+            let v = FP8E4M3.decode(b)
+            XCTAssertEqual(FP8E4M3.encode(v), b, "encode(decode(0x\(String(b, radix: 16)))) = encode(\(v))")
+        }
+    }
+
+    /// Positive finite values in increasing order with their codes.
+    var positiveLadder: [(code: UInt8, value: Float)] {
+        (0...0x7E).map { (UInt8($0), Float(e4m3Value(UInt8($0)))) }
+    }
+
+    func testRoundToNearestEvenAtMidpoints() {
+        let ladder = positiveLadder
+        for i in 0..<(ladder.count - 1) {
+            let (ca, va) = ladder[i], (cb, vb) = ladder[i + 1]
+            XCTAssertLessThan(va, vb)
+            let mid = (va + vb) / 2  // exact: both have ≤ 4 significant bits
+            XCTAssertEqual(Double(mid), (Double(va) + Double(vb)) / 2)
+            // The even code is the one whose mantissa LSB (bit 0 of the code) is 0.
+            let even = ca & 1 == 0 ? ca : cb
+            XCTAssertEqual(FP8E4M3.encode(mid), even, "midpoint \(mid) between \(va) and \(vb)")
+            XCTAssertEqual(FP8E4M3.encode(-mid), even | 0x80, "midpoint \(-mid)")
+            XCTAssertEqual(FP8E4M3.encode(mid.nextDown), ca, "just below the midpoint \(mid)")
+            XCTAssertEqual(FP8E4M3.encode(mid.nextUp), cb, "just above the midpoint \(mid)")
+            XCTAssertEqual(FP8E4M3.encode(-mid.nextUp), cb | 0x80)
+        }
+    }
+
+    func testEncodeIsNearestForRandomValues() {
+        var rng = SplitMix64(seed: 7)
+        let ladder = positiveLadder
+        for _ in 0..<20_000 {
+            let x = Float(sign: .plus, exponent: Int.random(in: -12...9, using: &rng),
+                          significand: Float.random(in: 1..<2, using: &rng))
+            guard x < 448 else { continue }
+            let code = FP8E4M3.encode(x)
+            let got = Double(FP8E4M3.decode(code))
+            let best = ladder.map { abs(Double($0.value) - Double(x)) }.min()!
+            XCTAssertEqual(abs(got - Double(x)), best, "encode(\(x)) = \(got) is not a nearest value")
+        }
+    }
+
+    func testSaturation() {
+        for x: Float in [448, 448.5, 460, 464, 480, 500, 1e4, 65504, 1e30, .greatestFiniteMagnitude, .infinity] {
+            XCTAssertEqual(FP8E4M3.encode(x), 0x7E, "encode(\(x))")
+            XCTAssertEqual(FP8E4M3.encode(-x), 0xFE, "encode(\(-x))")
+        }
+        // Just below 448 rounds to 448 (the gap below is 32), 432 … 440 stays at 416/448.
+        XCTAssertEqual(FP8E4M3.encode(447.9), 0x7E)
+        XCTAssertEqual(FP8E4M3.encode(432), 0x7E)  // midpoint 416|448: 448 is even (m = 6)
+        XCTAssertEqual(FP8E4M3.encode(431.9), 0x7D)
+    }
+
+    func testNeverProducesNaN() {
+        for x: Float in [.nan, -.nan, .signalingNaN, .infinity, -.infinity, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+                         .leastNonzeroMagnitude, -.leastNonzeroMagnitude, 0, -0.0, 1e-30] {
+            let c = FP8E4M3.encode(x)
+            XCTAssertNotEqual(c & 0x7F, 0x7F, "encode(\(x)) gave a NaN code 0x\(String(c, radix: 16))")
+            XCTAssertFalse(FP8E4M3.decode(c).isNaN)
+        }
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<50_000 {
+            let x = Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &rng))
+            let c = FP8E4M3.encode(x)
+            XCTAssertNotEqual(c & 0x7F, 0x7F, "encode(\(x)) gave a NaN code")
+        }
+    }
+
+    func testTinyValuesRoundToSubnormalsOrZero() {
+        XCTAssertEqual(FP8E4M3.encode(0x1p-10), 0x00)          // midpoint 0|2^-9 → 0 (even)
+        XCTAssertEqual(FP8E4M3.encode(Float(0x1p-10).nextUp), 0x01)
+        XCTAssertEqual(FP8E4M3.encode(3 * 0x1p-10), 0x02)      // midpoint 1|2 → 2
+        XCTAssertEqual(FP8E4M3.encode(-0x1p-12), 0x80)
+        XCTAssertEqual(FP8E4M3.encode(0x1p-6 - 0x1p-11), 0x08) // 7.75 × 2^-9 → 8 × 2^-9 = smallest normal
+    }
+}

@@ -1,0 +1,113 @@
+import XCTest
+@testable import Kernels
+
+/// The integer Q8_0 path the engine uses by default: activations quantized to 8 bits per block of
+/// 32 (float scale d = amax/127, q = round half away), dotted with Q8_0 weight blocks in integers.
+final class QuantizedActivationsTests: XCTestCase {
+    func testActivationQuantizationMatchesDefinition() {
+        var rng = SplitMix64(seed: 61)
+        let n = 128, count = 3, stride = 130
+        var x = rng.floats(stride * count, sigma: 2)
+        x[5] = 0; x[stride + 40] = 1e-3
+        for i in 64..<96 { x[i] = 0 }  // an all-zero block
+        let xq = QuantizedActivations(capacity: n * count)
+        x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: stride, count: count, rowLength: n) }
+        XCTAssertEqual(xq.count, count)
+        XCTAssertEqual(xq.rowLength, n)
+        for t in 0..<count {
+            for b in 0..<(n / 32) {
+                let block = (0..<32).map { x[t * stride + b * 32 + $0] }
+                let amax = block.map(abs).max()!
+                let d = amax / 127
+                let id: Float = d != 0 ? 1 / d : 0
+                for i in 0..<32 {
+                    let q = roundf(block[i] * id)  // C roundf: half away from zero
+                    XCTAssertLessThanOrEqual(abs(q), 127)
+                    XCTAssertEqual(xq.value(t, b * 32 + i), d * q, "vector \(t) value \(b * 32 + i)")
+                    XCTAssertLessThanOrEqual(abs(xq.value(t, b * 32 + i) - block[i]), d / 2 * (1 + 1e-5) + 1e-30)
+                }
+            }
+        }
+    }
+
+    /// Fast kernel vs its scalar twin vs the exact sum Σ_blocks d_w·d_x·Σ q_w·q_x (Double).
+    func testIntegerDotMatchesTwinAndExactSum() {
+        var rng = SplitMix64(seed: 62)
+        for n in [32, 128, 384, 4096] {
+            for trial in 0..<4 {
+                let w = rng.floats(n, sigma: [0.02, 1, 50, 0.3][trial])
+                var wbytes = encodeRow(w, as: .q8_0)
+                if trial == 3 { for b in 0..<(n / 32) { wbytes[b * 34 + 2 + 5] = 0x80 } }  // q = −128, as other quantizers may write
+                let x = rng.floats(n, sigma: 3)
+                let xq = QuantizedActivations(capacity: n)
+                x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: n, count: 1, rowLength: n) }
+                var exact = 0.0, magnitude = 0.0
+                for i in 0..<n {
+                    let blk = i / 32
+                    let dw = f16Value(UInt16(wbytes[blk * 34]) | UInt16(wbytes[blk * 34 + 1]) << 8)
+                    let qw = Double(Int8(bitPattern: wbytes[blk * 34 + 2 + i % 32]))
+                    let term = dw * qw * Double(xq.value(0, i))
+                    exact += term; magnitude += abs(term)
+                }
+                // Pull the kernel's inputs out of the activation buffer through the public API.
+                let (fast, twin): (Float, Float) = wbytes.withUnsafeBytes { wb in
+                    var qx = [Int16](repeating: 0, count: n), dx = [Float](repeating: 0, count: n / 32)
+                    for b in 0..<(n / 32) {
+                        let block = (0..<32).map { x[b * 32 + $0] }
+                        let amax = block.map(abs).max()!
+                        dx[b] = amax / 127
+                        let id: Float = dx[b] != 0 ? 1 / dx[b] : 0
+                        for i in 0..<16 {
+                            qx[b * 32 + i] = Int16(roundf(block[2 * i] * id))
+                            qx[b * 32 + 16 + i] = Int16(roundf(block[2 * i + 1] * id))
+                        }
+                    }
+                    return qx.withUnsafeBufferPointer { q in dx.withUnsafeBufferPointer { d in
+                        (Dot.q8_0(wb.baseAddress!, q.baseAddress!, d.baseAddress!, blocks: n / 32),
+                         Dot.q8_0Reference(wb.baseAddress!, q.baseAddress!, d.baseAddress!, blocks: n / 32))
+                    } }
+                }
+                let bound = Double(n) * 0x1p-23 * magnitude + 1e-6
+                XCTAssertLessThanOrEqual(abs(Double(fast) - exact), bound, "n \(n) trial \(trial): fast \(fast) exact \(exact)")
+                XCTAssertLessThanOrEqual(abs(Double(twin) - exact), bound, "n \(n) trial \(trial): twin \(twin) exact \(exact)")
+            }
+        }
+    }
+
+    /// The pool's integer matMul (four-vector tiles and leftovers) against the scalar twin per row.
+    func testPoolIntegerMatMul() {
+        var rng = SplitMix64(seed: 63)
+        let cols = 128, rows = 45
+        let w = rng.floats(cols * rows, sigma: 0.1)
+        let bytes = (0..<rows).flatMap { encodeRow(Array(w[($0 * cols)..<(($0 + 1) * cols)]), as: .q8_0) }
+        for threads in 1...3 {
+            let pool = WorkerPool(threads: threads)
+            for count in [1, 3, 4, 6, 8, 9] {
+                let x = rng.floats(cols * count)
+                let xq = QuantizedActivations(capacity: cols * count)
+                x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: cols, count: count, rowLength: cols) }
+                let yStride = rows + 1
+                var y = [Float](repeating: .nan, count: yStride * count)
+                bytes.withUnsafeBytes { b in
+                    let m = WeightMatrix(base: b.baseAddress!, type: .q8_0, cols: cols, rows: rows)
+                    y.withUnsafeMutableBufferPointer { pool.matMul(m, xq, $0.baseAddress!, yStride: yStride) }
+                    for t in 0..<count {
+                        // Exact value from the dequantized operands.
+                        for r in 0..<rows {
+                            var exact = 0.0, magnitude = 0.0
+                            let wrow = decodeRow(Array(bytes[(r * 68)..<((r + 1) * 68)]), count: cols, as: .q8_0)
+                            for i in 0..<cols {
+                                let term = Double(wrow[i]) * Double(xq.value(t, i))
+                                exact += term; magnitude += abs(term)
+                            }
+                            let got = y[t * yStride + r]
+                            XCTAssertLessThanOrEqual(abs(Double(got) - exact), Double(cols) * 0x1p-23 * magnitude + 1e-6,
+                                                     "threads \(threads) count \(count) t \(t) row \(r): \(got) vs \(exact)")
+                        }
+                        XCTAssertTrue(y[t * yStride + rows].isNaN, "wrote past the rows")
+                    }
+                }
+            }
+        }
+    }
+}
