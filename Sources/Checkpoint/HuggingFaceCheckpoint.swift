@@ -89,6 +89,8 @@ public final class HuggingFaceCheckpoint: Checkpoint, @unchecked Sendable {
             let classic = "\(p)\(l).block_sparse_moe.experts.\(e).\(w).weight"
             if set.has(classic) { return try named(classic) }
             let fusedGateUp = "\(p)\(l).mlp.experts.gate_up_proj", fusedDown = "\(p)\(l).mlp.experts.down_proj"
+            // No fused tensors at all: the checkpoint uses classic names, so name the missing one.
+            if !set.has(fusedGateUp) && !set.has(fusedDown) { return try named(classic) }
             if case .expertDown = role {
                 return try set.slice(fusedDown, role: role, index0: e, rows: 0..<c.nEmbd,
                                      expected3D: [c.nExperts, c.nEmbd, c.nFF], folder: path)
