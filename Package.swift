@@ -3,8 +3,12 @@ import PackageDescription
 
 /// Hot code is compiled for Haswell-class x86-64 (AVX2, FMA, F16C); the `octet` binary checks the CPU
 /// at start-up and refuses to run on a machine without them instead of dying with SIGILL.
+/// The library modules are optimised in debug builds too (`-O` after SwiftPM's `-Onone`): the
+/// tests run whole models through them, and what they measure (e.g. that decoding allocates
+/// nothing per token) is a property of the optimised code users run.
 let simd: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell", "-enforce-exclusivity=unchecked"]),
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
 ]
 
 let package = Package(
@@ -24,7 +28,7 @@ let package = Package(
         // Quantized types (Q8_0, FP8 E4M3, BF16, F16), scalar twins, SIMD kernels, worker pool.
         .target(name: "Kernels", swiftSettings: simd),
         // SentencePiece BPE tokenizer; pure: takes bytes, never does I/O.
-        .target(name: "Tokenizer"),
+        .target(name: "Tokenizer", swiftSettings: simd),
         // 16-bit checkpoint readers (Hugging Face safetensors, Mistral consolidated), mapped.
         .target(name: "Checkpoint", dependencies: ["Kernels"], swiftSettings: simd),
         // Checkpoint -> GGUF conversion, streaming, parallel quantization.

@@ -87,13 +87,16 @@ public final class Transformer: @unchecked Sendable {
         invFreq = (0..<(c.ropeDim / 2)).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(c.ropeDim)) }
         allocations = allocs
         if adviseExperts {
-            for (l, layer) in weights.expertRanges.enumerated() {
-                for ranges in layer { for r in ranges { weights.expertFiles[l].advise(.random, r) } }
-            }
-            // Only a few embedding rows are read per token: no readahead around them either.
-            if let file = weights.expertFiles.first {
-                let e = weights.tokenEmbedding, o = e.base - file.base
-                if o >= 0 && o + e.byteCount <= file.size { file.advise(.random, o..<(o + e.byteCount)) }
+            // No readahead anywhere in the mapped files: readahead around any touched page (8 MiB
+            // here) would pull neighbouring experts in. The shared weights, needed for every token,
+            // are then fetched whole with one WILLNEED each; an expert only once it is chosen.
+            var seen = Set<ObjectIdentifier>()
+            for file in weights.expertFiles where seen.insert(ObjectIdentifier(file)).inserted {
+                file.advise(.random, 0..<file.size)
+                for m in weights.sharedMatrices where m.base != weights.tokenEmbedding.base {
+                    let o = m.base - file.base
+                    if o >= 0 && o + m.byteCount <= file.size { file.advise(.willNeed, o..<(o + m.byteCount)) }
+                }
             }
         }
     }
@@ -280,13 +283,21 @@ public final class Transformer: @unchecked Sendable {
 
     /// att[t, h] = Σ_j softmax_j(q[t,h]·k[j,kvh] / √headDim) v[j,kvh] over j ≤ position of t.
     func attention(layer l: Int, count B: Int) {
+        pool.parallelFor(B * config.nHeads, with: (self, l)) { context, lo, hi, worker in
+            let (me, l) = context.load(as: (Transformer, Int).self)
+            me.attention(layer: l, items: lo..<hi, worker: worker)
+        }
+    }
+
+    /// The (token, head) items `range` of ``attention(layer:count:)`` (item = token × nHeads + head).
+    private func attention(layer l: Int, items range: Range<Int>, worker: Int) {
         let c = config
         let hd = c.headDim, qDim = c.nHeads * hd, kvDim = c.nKVHeads * hd
         let group = c.nHeads / c.nKVHeads
         let scale = 1 / Float(hd).squareRoot()
         let keys = cache.keys(l), values = cache.values(l)
         let start = position, ctx = cache.contextLength, kvType = cache.type
-        pool.parallelFor(B * c.nHeads) { (range: Range<Int>, worker: Int) in
+        do {
             let s = self.scores + worker * ctx
             for item in range {
                 let t = item / c.nHeads, h = item % c.nHeads, kvh = h / group

@@ -28,15 +28,15 @@ public enum HTMLReport {
         if let ra = r.routing_agreement {
             body += """
             <h2>Routing agreement per layer</h2>
-            <p class="note">Share of tokens for which the quantized model sent the token to the same \(ra.experts_used) experts as the base. Dashed: all layers.</p>
+            <p class="note">Share of tokens for which the quantized model sent the token to the same \(ra.experts_used) experts as the base. Dashed: all layers.\(routingFloor(ra) > 0 ? " The axis starts at \(Int(routingFloor(ra) * 100)) %." : "")</p>
             \(routingBars(ra))
             """
         }
         if r.chunk_perplexity.base.count > 1 {
             body += """
-            <h2>Perplexity per window</h2>
-            <p class="note">Each point is one window of \(r.ctx) tokens (its second half scored).</p>
-            \(chunkLines(r.chunk_perplexity))
+            <h2>Perplexity change per window</h2>
+            <p class="note">Quantized against base perplexity for each window of \(r.ctx) tokens (its second half scored); orange: worse, blue: better. Hover a bar for the values.</p>
+            \(chunkBars(r.chunk_perplexity))
             """
         }
         body += "<h2>All figures</h2><table>"
@@ -80,7 +80,7 @@ public enum HTMLReport {
     /// Counts per log-spaced bin as bars; the values below the first edge get their own bar on the left.
     static func histogram(_ r: ComparisonReport) -> String {
         let h = r.kl_histogram
-        let W = 900.0, H = 300.0, left = 56.0, right = 16.0, top = 14.0, bottom = 46.0
+        let W = 900.0, H = 330.0, left = 56.0, right = 16.0, top = 56.0, bottom = 46.0
         let belowW = h.below > 0 ? 46.0 : 0
         let x0 = left + belowW, x1 = W - right, y0 = top, y1 = H - bottom
         let lo = h.log10_edges.first!, hi = h.log10_edges.last!
@@ -111,26 +111,37 @@ public enum HTMLReport {
         }
         s += "<text x=\"\(f((x0 + x1) / 2))\" y=\"\(f(H - 6))\" text-anchor=\"middle\">KL(base ‖ quantized) per token, nats</text>"
         // Markers.
-        for (label, v, color) in [("median", r.kl.median, "#2a9d8f"), ("mean", r.kl.mean, "#e76f51"), ("p99", r.kl.p99, "#8e44ad")] where v > 0 {
+        for (k, (label, v, color)) in [("median", r.kl.median, "#2a9d8f"), ("mean", r.kl.mean, "#e76f51"), ("p99", r.kl.p99, "#8e44ad")].enumerated() where v > 0 {
             let lv = log10(v)
             guard lv >= lo && lv <= hi else { continue }
-            s += "<line x1=\"\(f(x(lv)))\" x2=\"\(f(x(lv)))\" y1=\"\(f(y0))\" y2=\"\(f(y1))\" stroke=\"\(color)\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/>"
-            s += "<text x=\"\(f(x(lv) + 4))\" y=\"\(f(y0 + 10))\" style=\"fill:\(color)\">\(label) \(String(format: "%.3g", v))</text>"
+            // Labels on three rows above the bars, so that close markers stay readable.
+            let ly = 14 + 15 * Double(k)
+            s += "<line x1=\"\(f(x(lv)))\" x2=\"\(f(x(lv)))\" y1=\"\(f(ly - 10))\" y2=\"\(f(y1))\" stroke=\"\(color)\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/>"
+            s += "<text x=\"\(f(x(lv) + 4))\" y=\"\(f(ly))\" style=\"fill:\(color)\">\(label) \(String(format: "%.3g", v))</text>"
         }
         return s + "</svg>"
     }
 
+    /// Where the routing axis starts: 0 when agreement is low, otherwise just below the lowest
+    /// layer, in 5 % steps (at most 95 %).
+    static func routingFloor(_ ra: ComparisonReport.Routing) -> Double {
+        min(max(((ra.per_layer.min() ?? 0) - 0.02) * 20, 0).rounded(.down) / 20, 0.95)
+    }
+
     static func routingBars(_ ra: ComparisonReport.Routing) -> String {
         let n = ra.per_layer.count
-        let W = 900.0, H = 260.0, left = 56.0, right = 16.0, top = 18.0, bottom = 40.0
+        let W = 900.0, H = 260.0, left = 70.0, right = 16.0, top = 18.0, bottom = 40.0
         let x0 = left, x1 = W - right, y0 = top, y1 = H - bottom
-        func y(_ v: Double) -> Double { y1 - v * (y1 - y0) }
+        let floorV = routingFloor(ra)
+        func y(_ v: Double) -> Double { y1 - (max(v, floorV) - floorV) / (1 - floorV) * (y1 - y0) }
         let slot = (x1 - x0) / Double(max(n, 1)), bw = min(slot * 0.7, 60)
         var s = "<svg width=\"\(Int(W))\" height=\"\(Int(H))\" viewBox=\"0 0 \(Int(W)) \(Int(H))\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"routing agreement per layer\">"
-        for t in stride(from: 0.0, through: 1.0, by: 0.25) {
+        for k in 0...4 {
+            let t = floorV + (1 - floorV) * Double(k) / 4
             s += "<line x1=\"\(f(x0))\" x2=\"\(f(x1))\" y1=\"\(f(y(t)))\" y2=\"\(f(y(t)))\" stroke=\"#eceef2\"/>"
-            s += "<text x=\"\(f(x0 - 6))\" y=\"\(f(y(t) + 4))\" text-anchor=\"end\">\(Int(t * 100)) %</text>"
+            s += "<text x=\"\(f(x0 - 6))\" y=\"\(f(y(t) + 4))\" text-anchor=\"end\">\(String(format: floorV == 0 ? "%.0f %%" : "%.1f %%", t * 100))</text>"
         }
+
         for (l, v) in ra.per_layer.enumerated() {
             let cx = x0 + slot * (Double(l) + 0.5)
             s += "<rect x=\"\(f(cx - bw / 2))\" y=\"\(f(y(v)))\" width=\"\(f(bw))\" height=\"\(f(y1 - y(v)))\" fill=\"#55a868\"><title>layer \(l): \(String(format: "%.2f", v * 100)) %</title></rect>"
@@ -147,33 +158,31 @@ public enum HTMLReport {
         return s + "</svg>"
     }
 
-    static func chunkLines(_ c: ComparisonReport.ChunkSeries) -> String {
-        let W = 900.0, H = 240.0, left = 56.0, right = 110.0, top = 14.0, bottom = 40.0
+    /// Per window: the change of perplexity in %, as bars around 0.
+    static func chunkBars(_ c: ComparisonReport.ChunkSeries) -> String {
+        let d = zip(c.base, c.quant).map { ($1 / $0 - 1) * 100 }
+        let W = 900.0, H = 240.0, left = 64.0, right = 16.0, top = 14.0, bottom = 40.0
         let x0 = left, x1 = W - right, y0 = top, y1 = H - bottom
-        let all = c.base + c.quant
-        var lo = all.min() ?? 0, hi = all.max() ?? 1
-        if hi - lo < 1e-9 { lo -= 0.5; hi += 0.5 }
-        let pad = (hi - lo) * 0.08; lo -= pad; hi += pad
-        let n = c.base.count
-        func x(_ i: Int) -> Double { x0 + Double(i) / Double(max(n - 1, 1)) * (x1 - x0) }
-        func y(_ v: Double) -> Double { y1 - (v - lo) / (hi - lo) * (y1 - y0) }
-        var s = "<svg width=\"\(Int(W))\" height=\"\(Int(H))\" viewBox=\"0 0 \(Int(W)) \(Int(H))\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"perplexity per window\">"
-        for k in 0...4 {
-            let v = lo + (hi - lo) * Double(k) / 4
-            s += "<line x1=\"\(f(x0))\" x2=\"\(f(x1))\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" stroke=\"#eceef2\"/>"
-            s += "<text x=\"\(f(x0 - 6))\" y=\"\(f(y(v) + 4))\" text-anchor=\"end\">\(String(format: "%.4g", v))</text>"
+        var m = d.map(abs).max() ?? 0
+        if m <= 0 { m = 1 }
+        m *= 1.1
+        let n = d.count
+        func y(_ v: Double) -> Double { y0 + (m - v) / (2 * m) * (y1 - y0) }
+        let slot = (x1 - x0) / Double(max(n, 1)), bw = max(min(slot * 0.75, 40), 1)
+        var s = "<svg width=\"\(Int(W))\" height=\"\(Int(H))\" viewBox=\"0 0 \(Int(W)) \(Int(H))\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"perplexity change per window\">"
+        for k in -2...2 {
+            let v = m / 1.1 * Double(k) / 2
+            s += "<line x1=\"\(f(x0))\" x2=\"\(f(x1))\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" stroke=\"\(k == 0 ? "#667" : "#eceef2")\"/>"
+            s += "<text x=\"\(f(x0 - 6))\" y=\"\(f(y(v) + 4))\" text-anchor=\"end\">\(String(format: "%+.3g %%", v))</text>"
         }
-        for (series, color, label) in [(c.base, "#4c72b0", "base"), (c.quant, "#dd8452", "quantized")] {
-            let pts = series.enumerated().map { "\(f(x($0.offset))),\(f(y($0.element)))" }.joined(separator: " ")
-            s += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.8\"/>"
-            if let last = series.last {
-                s += "<text x=\"\(f(x1 + 8))\" y=\"\(f(y(last) + (label == "base" ? -4 : 12)))\" style=\"fill:\(color)\">\(label)</text>"
-            }
+        for (i, v) in d.enumerated() {
+            let cx = x0 + slot * (Double(i) + 0.5)
+            let top = min(y(v), y(0)), h = abs(y(v) - y(0))
+            s += "<rect x=\"\(f(cx - bw / 2))\" y=\"\(f(top))\" width=\"\(f(bw))\" height=\"\(f(max(h, 0.5)))\" fill=\"\(v > 0 ? "#dd8452" : "#4c72b0")\"><title>window \(i): \(String(format: "%.3f → %.3f (%+.3f %%)", c.base[i], c.quant[i], v))</title></rect>"
         }
-        s += "<line x1=\"\(f(x0))\" x2=\"\(f(x1))\" y1=\"\(f(y1))\" y2=\"\(f(y1))\" stroke=\"#667\"/>"
-        let step = max(1, n / 10)
+        let step = max(1, n / 12)
         for i in stride(from: 0, to: n, by: step) {
-            s += "<text x=\"\(f(x(i)))\" y=\"\(f(y1 + 16))\" text-anchor=\"middle\">\(i)</text>"
+            s += "<text x=\"\(f(x0 + slot * (Double(i) + 0.5)))\" y=\"\(f(y1 + 16))\" text-anchor=\"middle\">\(i)</text>"
         }
         s += "<text x=\"\(f((x0 + x1) / 2))\" y=\"\(f(H - 6))\" text-anchor=\"middle\">window</text>"
         return s + "</svg>"

@@ -9,7 +9,7 @@ public final class WindowRunner {
     public let transformer: Transformer
     let vocab: Int
 
-    public init(model: Model, pool: WorkerPool, kvType: KVType, ctx: Int, maxBatch: Int = 64) throws {
+    public init(model: Model, pool: WorkerPool, kvType: KVType, ctx: Int, maxBatch: Int = 512) throws {
         guard ctx <= model.config.contextLength else {
             throw EvaluationError("--ctx \(ctx) exceeds the context length of \(model.path) (\(model.config.contextLength) tokens)")
         }
@@ -27,38 +27,37 @@ public final class WindowRunner {
     /// Expert ids recorded per position: layers × experts used.
     public var routeWidth: Int { routesExperts ? model.config.nLayers * model.config.nExpertsUsed : 0 }
 
-    /// Runs positions 0 ..< scored.upperBound of `window` from an empty KV cache (later positions
-    /// are never needed), in batches; positions before `scored` produce no logits. Calls `row(i, logits)`
-    /// for every scored position i, in order, and returns their expert choices: ``routeWidth`` ids per
-    /// position, each layer's ids ascending. `progress(n)` is told of every batch of n tokens.
+    /// Runs `window` from an empty KV cache in batches of `maxBatch` tokens — the whole window, so
+    /// that every batch holds the same tokens as in `octet logits` over the window (batched kernels
+    /// group tokens in fours, so a token's last bits depend on its batch). Batches holding no scored
+    /// position produce no logits. Calls `row(i, logits)` for every position i in `scored`, in order,
+    /// and returns their expert choices: ``routeWidth`` ids per position, each layer's ids ascending.
+    /// `progress(n)` is told of every batch of n tokens.
     public func run(_ window: [Int32], scored: Range<Int>, progress: (Int) -> Void = { _ in },
                     row: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws -> [UInt8] {
+        precondition(scored.lowerBound >= 0 && scored.upperBound <= window.count)
         let tf = transformer
         tf.reset()
-        tf.traceExperts = false
+        tf.traceExperts = routesExperts
+        defer { tf.traceExperts = false }
         var i = 0
         try window.withUnsafeBufferPointer { w in
-            while i < scored.lowerBound {
-                let n = min(tf.maxBatch, scored.lowerBound - i)
-                try tf.forward(UnsafeBufferPointer(rebasing: w[i..<(i + n)]), logits: .none)
-                i += n; progress(n)
-            }
-            tf.traceExperts = routesExperts
-            while i < scored.upperBound {
-                let n = min(tf.maxBatch, scored.upperBound - i)
-                try tf.forward(UnsafeBufferPointer(rebasing: w[i..<(i + n)]), logits: .all)
-                for t in 0..<n { try row(i + t, UnsafeBufferPointer(start: tf.logits + t * vocab, count: vocab)) }
+            while i < w.count {
+                let n = min(tf.maxBatch, w.count - i)
+                let wanted = i..<(i + n)
+                let rows = wanted.clamped(to: scored)
+                try tf.forward(UnsafeBufferPointer(rebasing: w[wanted]), logits: rows.isEmpty ? .none : .all)
+                for p in rows { try row(p, UnsafeBufferPointer(start: tf.logits + (p - i) * vocab, count: vocab)) }
                 i += n; progress(n)
             }
         }
-        tf.traceExperts = false
         guard routesExperts else { return [] }
         let trace = tf.expertTrace
-        precondition(trace.count == scored.count)
+        precondition(trace.count == window.count)
         var out: [UInt8] = []
-        out.reserveCapacity(trace.count * routeWidth)
-        for position in trace {
-            for choice in position { out += choice.experts.sorted().map { UInt8($0) } }
+        out.reserveCapacity(scored.count * routeWidth)
+        for p in scored {
+            for choice in trace[p] { out += choice.experts.sorted().map { UInt8($0) } }
         }
         return out
     }
@@ -68,8 +67,9 @@ public final class WindowRunner {
 public struct CompareOptions: Sendable {
     public var ctx: Int
     public var kvType: KVType
-    /// Tokens per forward pass.
-    public var maxBatch = 64
+    /// Tokens per forward pass (at most ctx). 512 is what `octet logits` uses, which makes the
+    /// logits of the two bit-identical (see ``WindowRunner/run(_:scored:progress:row:)``).
+    public var maxBatch = 512
     /// Tokens kept per position in a base-logits file.
     public var topK = 64
     public init(ctx: Int = 512, kvType: KVType = .f16) { self.ctx = ctx; self.kvType = kvType }
@@ -123,7 +123,7 @@ public enum QualityComparison {
         let V = base.config.nVocab, scored = plan.scoredPositions, first = scored.lowerBound
         var baseRows = [Float](repeating: 0, count: scored.count * V)
         var scratch = [Bool](repeating: false, count: V)
-        let total = plan.chunkCount * scored.upperBound * 2
+        let total = plan.chunkCount * plan.ctx * 2
         var done = 0
         let tick: (Int) -> Void = { n in done += n; progress?(done, total) }
         for c in 0..<plan.chunkCount {
@@ -162,7 +162,7 @@ public enum QualityComparison {
         var file = BaseLogitsFile(header: header(base: base, runner: rb, text: text, plan: plan, options: options))
         var scratch = [Bool](repeating: false, count: base.config.nVocab)
         var nll: [Double] = []
-        let total = plan.chunkCount * plan.scoredPositions.upperBound
+        let total = plan.chunkCount * plan.ctx
         var done = 0
         for c in 0..<plan.chunkCount {
             let e = try rb.run(plan.chunk(c), scored: plan.scoredPositions, progress: { done += $0; progress?(done, total) }) { i, row in
@@ -192,7 +192,7 @@ public enum QualityComparison {
         var acc = ComparisonAccumulator(layers: routing ? qc.nLayers : 0, expertsUsed: routing ? qc.nExpertsUsed : 0)
         var scratch = [Bool](repeating: false, count: qc.nVocab)
         let scored = plan.scoredPositions
-        let total = plan.chunkCount * scored.upperBound
+        let total = plan.chunkCount * plan.ctx
         var done = 0
         for c in 0..<plan.chunkCount {
             let base0 = c * scored.count

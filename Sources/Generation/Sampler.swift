@@ -47,28 +47,36 @@ public final class Sampler {
     private var rng: SplitMix64
     private let vocab: Int
     private var candidates: UnsafeMutablePointer<(id: Int32, p: Float)>
+    /// Which tokens the penalty has already lowered in this call (all false between calls).
+    private var penalised: UnsafeMutablePointer<Bool>
 
     public init(vocabularySize: Int, options: SamplingOptions) {
         self.options = options
         vocab = vocabularySize
         rng = SplitMix64(seed: options.seed)
         candidates = .allocate(capacity: vocabularySize)
+        penalised = .allocate(capacity: vocabularySize)
+        penalised.initialize(repeating: false, count: vocabularySize)
     }
 
-    deinit { candidates.deallocate() }
+    deinit { candidates.deallocate(); penalised.deallocate() }
 
     /// Restarts the random sequence from the options' seed.
     public func reseed(_ seed: UInt64) { options.seed = seed; rng = SplitMix64(seed: seed) }
 
     /// Samples one id from `logits` (`vocabularySize` floats; modified in place by the penalty).
-    /// `recent` are the tokens the repetition penalty applies to.
-    public func sample(_ logits: UnsafeMutablePointer<Float>, recent: ArraySlice<Int32>) -> Int32 {
+    /// `recent` are the tokens so far; the repetition penalty looks at the last `repeatLastN`.
+    public func sample(_ logits: UnsafeMutablePointer<Float>, recent: some BidirectionalCollection<Int32>) -> Int32 {
         let o = options
         if o.repeatPenalty != 1 {
-            for t in recent.suffix(o.repeatLastN) where t >= 0 && Int(t) < vocab {
+            // Once per distinct token, however often it occurs (as llama.cpp and transformers do).
+            let window = recent.suffix(o.repeatLastN)
+            for t in window where t >= 0 && Int(t) < vocab && !penalised[Int(t)] {
+                penalised[Int(t)] = true
                 let l = logits[Int(t)]
                 logits[Int(t)] = l > 0 ? l / o.repeatPenalty : l * o.repeatPenalty
             }
+            for t in window where t >= 0 && Int(t) < vocab { penalised[Int(t)] = false }
         }
         if o.temperature <= 0 {
             var best = 0

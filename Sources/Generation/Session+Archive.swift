@@ -56,6 +56,14 @@ extension Session {
             throw EngineError("\(path): saved with a different model (\(h.nLayers) layers, dim \(h.nEmbd), vocab \(h.nVocab))")
         }
         guard h.kvType == cache.type.rawValue else { throw EngineError("\(path): saved with --kv-type \(h.kvType); start the chat with the same") }
+        guard h.version == 1 else { throw EngineError("\(path): session format version \(h.version) is not supported (this Octet reads version 1)") }
+        guard h.position >= 0, h.position == h.cachedTokens.count else {
+            throw EngineError("\(path): corrupt session (\(h.cachedTokens.count) cached tokens but \(h.position) positions of keys and values)")
+        }
+        guard h.cachedTokens.allSatisfy({ $0 >= 0 && Int($0) < c.nVocab }), h.history.allSatisfy({ $0 >= 0 && Int($0) < c.nVocab }),
+              h.history.count >= h.cachedTokens.count, Array(h.history.prefix(h.cachedTokens.count)) == h.cachedTokens else {
+            throw EngineError("\(path): corrupt session (token ids out of range, or the cache is not a prefix of the conversation)")
+        }
         guard h.position <= cache.contextLength else { throw EngineError("\(path): \(h.position) tokens do not fit the context of \(cache.contextLength)") }
         let per = h.position * cache.rowLength * (cache.type == .f16 ? 2 : 4)
         guard raw.count == 16 + jsonLen + per * 2 * c.nLayers else { throw EngineError("\(path): truncated session data") }

@@ -1,4 +1,6 @@
 import Dispatch
+import Foundation
+import Synchronization
 import Engine
 import Kernels
 import Tokenizer
@@ -105,31 +107,34 @@ public final class Session: @unchecked Sendable {
         var decoder = StreamingDecoder(tokenizer: tokenizer, isFirst: true)
         var generated: [Int32] = []
         generated.reserveCapacity(maxTokens)
-        var text = ""
-        var emitted = 0   // characters of `text` already passed to onText
+        // The answer as UTF-8 (whole characters only); `emitted` bytes of it went to onText.
+        var text: [UInt8] = []
+        text.reserveCapacity(maxTokens * 8)
+        var emitted = 0
+        let stops = stop.filter { !$0.isEmpty }.map { Array($0.utf8) }
         var finish = FinishReason.length
         let eos = tokenizer.vocabulary.eosID
         let decodeStart = DispatchTime.now().uptimeNanoseconds
         var one: [Int32] = [0]
         while generated.count < maxTokens {
             if !shouldContinue() { finish = .cancelled; break }
-            let recent = (cachedTokens.count > sampling.repeatLastN ? cachedTokens.suffix(sampling.repeatLastN) : cachedTokens[...])
-            let next = sampler.sample(transformer.logits, recent: recent)
+            // Through a buffer pointer: a slice of `cachedTokens` still alive at the append below
+            // would make the append copy the whole array.
+            let next = cachedTokens.withUnsafeBufferPointer { sampler.sample(transformer.logits, recent: $0) }
             if generated.isEmpty { stats.timeToFirstToken = seconds(since: start) }
             generated.append(next)
             if next == eos { finish = .stop; break }
-            text += decoder.append(next)
-            if let r = stop.compactMap({ text.range(of: $0) }).min(by: { $0.lowerBound < $1.lowerBound }) {
-                text = String(text[..<r.lowerBound])
+            let before = text.count
+            decoder.append(next, into: &text)
+            if let cut = Self.firstStop(stops, in: text, newFrom: before) {
+                text.removeSubrange(cut...)
                 finish = .stop
                 break
             }
             // Emit all but a tail that could still become a stop string.
-            let holdBack = stop.map { s in (1..<max(s.count, 1)).reversed().first { text.hasSuffix(s.prefix($0)) } ?? 0 }.max() ?? 0
-            let safe = text.count - holdBack
+            let safe = text.count - Self.stopPrefixLength(stops, endingAt: text)
             if safe > emitted {
-                let a = text.index(text.startIndex, offsetBy: emitted), b = text.index(text.startIndex, offsetBy: safe)
-                onText(String(text[a..<b])); emitted = safe
+                onText(String(decoding: text[emitted..<safe], as: UTF8.self)); emitted = safe
             }
             if generated.count == maxTokens { break }
             if transformer.position + 1 > contextLength { finish = .length; break }
@@ -137,15 +142,44 @@ public final class Session: @unchecked Sendable {
             try one.withUnsafeBufferPointer { try transformer.forward($0, logits: .last) }
             cachedTokens.append(next)
         }
-        if finish != .stop || !stop.isEmpty {
-            text += finish == .stop ? "" : decoder.flush()
-        }
-        if text.count > emitted {
-            onText(String(text[text.index(text.startIndex, offsetBy: emitted)...]))
-        }
+        if finish != .stop { decoder.flush(into: &text) }
+        if text.count > emitted { onText(String(decoding: text[emitted...], as: UTF8.self)) }
         stats.generatedTokens = generated.count
         stats.decodeSeconds = seconds(since: decodeStart)
-        return GenerationResult(text: text, tokens: generated, finishReason: finish, stats: stats)
+        return GenerationResult(text: String(decoding: text, as: UTF8.self), tokens: generated, finishReason: finish, stats: stats)
+    }
+
+    /// Where the earliest stop string starts in `text`, looking only at matches that end in the
+    /// bytes from `newFrom` on (earlier ones were checked before).
+    static func firstStop(_ stops: [[UInt8]], in text: [UInt8], newFrom: Int) -> Int? {
+        var best: Int?
+        for s in stops where s.count <= text.count {
+            var i = max(0, newFrom - s.count + 1)
+            while i + s.count <= text.count && i < (best ?? .max) {
+                var k = 0
+                while k < s.count && text[i + k] == s[k] { k += 1 }
+                if k == s.count { best = i; break }
+                i += 1
+            }
+        }
+        return best
+    }
+
+    /// The length of the longest end of `text` that is a proper beginning of a stop string (held
+    /// back until the next token shows whether the stop string follows). Stop strings begin with
+    /// a UTF-8 lead byte, so what is emitted before it always ends on a whole character.
+    static func stopPrefixLength(_ stops: [[UInt8]], endingAt text: [UInt8]) -> Int {
+        var longest = 0
+        for s in stops {
+            var n = min(s.count - 1, text.count)
+            while n > longest {
+                var k = 0
+                while k < n && text[text.count - n + k] == s[k] { k += 1 }
+                if k == n { longest = n; break }
+                n -= 1
+            }
+        }
+        return longest
     }
 
     /// Notices the chat gives the user (e.g. that old turns were dropped to fit the context).
@@ -187,18 +221,46 @@ public final class Session: @unchecked Sendable {
         var answer = result.tokens
         if answer.last != tokenizer.vocabulary.eosID { answer.append(tokenizer.vocabulary.eosID) }
         history = prompt + answer
+        try catchUpWithHistory()
         return result
     }
 
-    /// Streams the answer to `user` as pieces of text.
+    /// Evaluates the end of the last answer that was sampled but never fed back (its last token
+    /// and the closing EOS), so the next turn evaluates only its own tokens.
+    func catchUpWithHistory() throws {
+        guard cachedTokens.count < history.count, history.count < contextLength,
+              Array(history.prefix(cachedTokens.count)) == cachedTokens else { return }
+        let pending = Array(history[cachedTokens.count...])
+        transformer.rewind(to: cachedTokens.count)
+        try pending.withUnsafeBufferPointer { try transformer.forward($0, logits: .none) }
+        cachedTokens += pending
+    }
+
+    /// Streams the answer to `user` as pieces of text, generated on a thread of its own while the
+    /// caller consumes them. Ending the iteration early (or cancelling its task) stops the
+    /// generation at the next token. One generation at a time per session.
     public func respond(to user: String, maxTokens: Int = 512) -> AsyncThrowingStream<String, Error> {
         AsyncThrowingStream { continuation in
-            do {
-                _ = try self.respond(to: user, maxTokens: maxTokens) { continuation.yield($0) }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
+            let stopped = StopFlag()
+            continuation.onTermination = { _ in stopped.set() }
+            let worker = Thread {
+                do {
+                    _ = try self.respond(to: user, system: nil, maxTokens: maxTokens,
+                                         shouldContinue: { !stopped.isSet }) { continuation.yield($0) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
             }
+            worker.name = "octet-generate"
+            worker.start()
         }
     }
+}
+
+/// A flag one thread sets and another polls.
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
 }

@@ -34,15 +34,20 @@ public enum MatMul {
 extension WorkerPool {
     /// y = W·x over all rows, split across the workers.
     public func matVec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        parallelFor(w.rows, granularity: 16) { MatMul.matVec(w, x, y, rows: $0) }
+        parallelFor(w.rows, granularity: 16, with: (w, x, y)) { ctx, lo, hi, _ in
+            let (w, x, y) = ctx.load(as: (WeightMatrix, UnsafePointer<Float>, UnsafeMutablePointer<Float>).self)
+            MatMul.matVec(w, x, y, rows: lo..<hi)
+        }
     }
 
     /// Y = W·X for `count` vectors, split across the workers by rows.
     public func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                        _ y: UnsafeMutablePointer<Float>, yStride: Int) {
         if count == 1 { matVec(w, x, y); return }
-        parallelFor(w.rows, granularity: 16) {
-            MatMul.matMul(w, x, xStride: xStride, count: count, y, yStride: yStride, rows: $0)
+        typealias Args = (w: WeightMatrix, x: UnsafePointer<Float>, xStride: Int, count: Int, y: UnsafeMutablePointer<Float>, yStride: Int)
+        parallelFor(w.rows, granularity: 16, with: Args(w, x, xStride, count, y, yStride)) { ctx, lo, hi, _ in
+            let a = ctx.load(as: Args.self)
+            MatMul.matMul(a.w, a.x, xStride: a.xStride, count: a.count, a.y, yStride: a.yStride, rows: lo..<hi)
         }
     }
 }

@@ -141,9 +141,11 @@ extension WorkerPool {
     /// split across the workers by rows; y_t at `y + t*yStride`.
     public func matMul(_ w: WeightMatrix, _ xq: QuantizedActivations, _ y: UnsafeMutablePointer<Float>, yStride: Int) {
         precondition(w.type == .q8_0 && xq.rowLength == w.cols)
-        let blocks = w.cols / 32, count = xq.count
-        parallelFor(w.rows, granularity: 16) { rows in
-            for r in rows {
+        typealias Args = (w: WeightMatrix, xq: QuantizedActivations, y: UnsafeMutablePointer<Float>, yStride: Int)
+        parallelFor(w.rows, granularity: 16, with: Args(w, xq, y, yStride)) { ctx, lo, hi, _ in
+            let (w, xq, y, yStride) = ctx.load(as: Args.self)
+            let blocks = w.cols / 32, count = xq.count
+            for r in lo..<hi {
                 let row = w.row(r)
                 var t = 0
                 while t + 4 <= count {

@@ -12,7 +12,7 @@ import Synchronization
 /// process holds the other core, the caller simply does more of the work instead of waiting at a
 /// barrier for a descheduled worker. Idle workers sleep on a condition variable; nothing spins
 /// (on a shared 2-core laptop a spinning barrier can slow decoding by an order of magnitude).
-/// A section allocates nothing.
+/// A section in the context form allocates nothing.
 public final class WorkerPool: @unchecked Sendable {
     /// Number of threads, the calling thread included.
     public let threads: Int
@@ -24,7 +24,8 @@ public final class WorkerPool: @unchecked Sendable {
     private var stopping = false
     /// Workers currently holding the section's closure (mutex-protected).
     private var active = 0
-    private var body: ((Range<Int>, Int) -> Void)?
+    private var body: SectionBody?
+    private var context: UnsafeRawPointer?
     private var count = 0, chunkSize = 1, chunkCount = 0
     private let nextChunk = Atomic<Int>(0)
     private let chunksDone = Atomic<Int>(0)
@@ -61,10 +62,16 @@ public final class WorkerPool: @unchecked Sendable {
 
     public static var onlineCPUs: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
-    /// Runs `body(range, thread)` over chunks covering `0..<count` exactly once, on whichever
-    /// threads are free; `thread` (0..<threads) identifies the running thread for per-thread
-    /// scratch. Chunk boundaries are multiples of `granularity`; about four chunks per thread.
-    public func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+    /// The body of an allocation-free parallel section, called as `body(context, lo, hi, thread)`
+    /// for the rows `lo..<hi`. A C function pointer: the closure literal captures nothing, and
+    /// reads what it needs through `context`.
+    public typealias SectionBody = @convention(c) (UnsafeRawPointer, Int, Int, Int) -> Void
+
+    /// Runs `body(context, lo, hi, thread)` over chunks covering `0..<count` exactly once, on
+    /// whichever threads are free; `thread` (0..<threads) identifies the running thread for
+    /// per-thread scratch. Chunk boundaries are multiples of `granularity`; about four chunks per
+    /// thread. Allocates nothing: the form for code inside the token loop.
+    public func parallelFor(_ count: Int, granularity: Int = 1, context: UnsafeRawPointer, _ body: SectionBody) {
         if count <= 0 { return }
         let g = max(1, granularity)
         let units = (count + g - 1) / g
@@ -73,25 +80,46 @@ public final class WorkerPool: @unchecked Sendable {
         let chunks = (count + size - 1) / size
         if threads == 1 || chunks == 1 {
             var lo = 0
-            while lo < count { body(lo..<min(count, lo + size), 0); lo += size }
+            while lo < count { body(context, lo, min(count, lo + size), 0); lo += size }
             return
         }
+        pthread_mutex_lock(mutex)
+        self.body = body
+        self.context = context
+        self.count = count
+        chunkSize = size
+        chunkCount = chunks
+        nextChunk.store(0, ordering: .relaxed)
+        chunksDone.store(0, ordering: .relaxed)
+        generation &+= 1
+        pthread_cond_broadcast(wake)
+        pthread_mutex_unlock(mutex)
+        work(body, context, thread: 0)
+        pthread_mutex_lock(mutex)
+        while chunksDone.load(ordering: .acquiring) < chunks || active > 0 { pthread_cond_wait(finished, mutex) }
+        self.body = nil
+        self.context = nil
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// ``parallelFor(_:granularity:context:_:)`` with `context` pointing at a copy of `value`
+    /// for the duration of the call.
+    @inlinable
+    public func parallelFor<Context>(_ count: Int, granularity: Int = 1, with value: Context, _ body: SectionBody) {
+        withUnsafePointer(to: value) { parallelFor(count, granularity: granularity, context: UnsafeRawPointer($0), body) }
+    }
+
+    /// Closure form of ``parallelFor(_:granularity:context:_:)``: `body(range, thread)`. Making the
+    /// closure reachable from the workers boxes it (one small allocation per call), so code run
+    /// per token uses the context form.
+    public func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>, Int) -> Void) {
         withoutActuallyEscaping(body) { section in
-            pthread_mutex_lock(mutex)
-            self.body = section
-            self.count = count
-            chunkSize = size
-            chunkCount = chunks
-            nextChunk.store(0, ordering: .relaxed)
-            chunksDone.store(0, ordering: .relaxed)
-            generation &+= 1
-            pthread_cond_broadcast(wake)
-            pthread_mutex_unlock(mutex)
-            work(section, thread: 0)
-            pthread_mutex_lock(mutex)
-            while chunksDone.load(ordering: .acquiring) < chunks || active > 0 { pthread_cond_wait(finished, mutex) }
-            self.body = nil
-            pthread_mutex_unlock(mutex)
+            var box = section
+            withUnsafePointer(to: &box) { p in
+                parallelFor(count, granularity: granularity, context: UnsafeRawPointer(p)) { ctx, lo, hi, thread in
+                    ctx.assumingMemoryBound(to: ((Range<Int>, Int) -> Void).self).pointee(lo..<hi, thread)
+                }
+            }
         }
     }
 
@@ -101,12 +129,12 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Claims and runs chunks until none are left.
-    private func work(_ section: (Range<Int>, Int) -> Void, thread: Int) {
+    private func work(_ body: SectionBody, _ context: UnsafeRawPointer, thread: Int) {
         while true {
             let i = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
             if i >= chunkCount { return }
             let lo = i * chunkSize
-            section(lo..<min(count, lo + chunkSize), thread)
+            body(context, lo, min(count, lo + chunkSize), thread)
             chunksDone.wrappingAdd(1, ordering: .releasing)
         }
     }
@@ -127,14 +155,12 @@ public final class WorkerPool: @unchecked Sendable {
             while generation == seen && !stopping { pthread_cond_wait(wake, mutex) }
             if stopping { pthread_mutex_unlock(mutex); return }
             seen = generation
-            // Released (set to nil) before reporting back: the section's closure must not
-            // outlive `parallelFor`.
-            var section = body
-            if section == nil { pthread_mutex_unlock(mutex); continue }
+            // The section's context lives on the caller's stack: it is used only until this
+            // worker reports back below, which `parallelFor` waits for.
+            guard let section = body, let context else { pthread_mutex_unlock(mutex); continue }
             active += 1
             pthread_mutex_unlock(mutex)
-            work(section!, thread: index)
-            section = nil
+            work(section, context, thread: index)
             pthread_mutex_lock(mutex)
             active -= 1
             pthread_cond_signal(finished)

@@ -28,6 +28,17 @@ public struct StreamingDecoder: Sendable {
         return String(decoding: buffer, as: UTF8.self)
     }
 
+    /// Adds one id and appends the UTF-8 bytes it completes (always whole characters) to `bytes`.
+    /// Allocates nothing beyond the growth of `bytes`.
+    public mutating func append(_ id: Int32, into bytes: inout [UInt8]) {
+        state.append(id, tokenizer: tokenizer, into: &bytes)
+    }
+
+    /// Appends whatever is still held back to `bytes` (see ``flush()``).
+    public mutating func flush(into bytes: inout [UInt8]) {
+        state.finish(into: &bytes)
+    }
+
     /// Returns whatever is still held back (an unfinished byte sequence, as U+FFFD per byte).
     /// The decoder can be used further afterwards, as if continuing the same text.
     public mutating func flush() -> String {

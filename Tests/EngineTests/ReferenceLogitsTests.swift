@@ -79,7 +79,10 @@ final class ReferenceLogitsTests: XCTestCase {
     }
 
     func testBF16GGUF() throws {
-        try checkAgainstReference(try ConvertedFixture.path(.bf16), tolerance: 1e-3, allRows: true)
+        // Last-position logits (every position's for the checkpoint itself, above) and every expert
+        // choice: the GGUF's interleaved Q/K rows take the other RoPE path, which every position's
+        // attention feeds into the last one.
+        try checkAgainstReference(try ConvertedFixture.path(.bf16), tolerance: 1e-3, allRows: false)
     }
 
     func testF16GGUF() throws {
@@ -98,8 +101,9 @@ final class ReferenceLogitsTests: XCTestCase {
     }
 
     /// The same ids fed one token at a time (maxBatch 1) give the batch logits at every position
-    /// (prompts 0 and 3), and uneven slices (maxBatch 7) give them at the end of every slice
-    /// (prompts 1 and 2; one of each keeps the debug-build suite fast).
+    /// (prompt 3, the chat prompt), and uneven slices (maxBatch 7) give them at the end of every
+    /// slice (prompts 0–2). Each single-token step runs the 32000-row output head, the slices only
+    /// once per slice: this split keeps the debug-build suite fast.
     func testIncrementalDecodingMatchesBatch() throws {
         let runs = try directBatchRuns()
         let single = try transformer(TestPaths.fixture.path, maxBatch: 1)
@@ -107,7 +111,7 @@ final class ReferenceLogitsTests: XCTestCase {
         let vocab = ReferencePrompt.vocab
         for (p, run) in zip(ReferencePrompt.all, runs) {
             let full = run.logits
-            if p.index == 1 || p.index == 2 {
+            if p.index != 3 {
                 sliced.reset()
                 var start = 0, slice = 0
                 let sizes = [5, 1, 7, 3, 7]

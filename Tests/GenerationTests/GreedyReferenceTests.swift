@@ -58,15 +58,21 @@ final class GreedyReferenceTests: XCTestCase {
         let prompts = try Reference.prompts()
         let session = try greedySession(try Shared.fixture())
         for p in prompts + prompts.reversed() {
-            let r = try session.generate(prompt: p.inputIDs, maxTokens: 32)
+            let cached = session.cachedTokens
+            var shared = 0
+            while shared < min(cached.count, p.inputIDs.count - 1) && cached[shared] == p.inputIDs[shared] { shared += 1 }
+            let r = try session.generate(prompt: p.inputIDs, maxTokens: p.generatedIDs.count)
+            XCTAssertEqual(r.stats.reusedTokens, shared, "p\(p.index): the common prefix with the cache is reused")
+            if !cached.isEmpty && cached.first == p.inputIDs.first { XCTAssertGreaterThanOrEqual(shared, 1) }
             XCTAssertEqual(r.tokens, p.generatedIDs, "p\(p.index) after other prompts in the same session")
         }
         // Same prompt again: everything but the last prompt token comes from the cache.
         let p = prompts[0]
-        let r = try session.generate(prompt: p.inputIDs, maxTokens: 32)
+        _ = try session.generate(prompt: p.inputIDs, maxTokens: 2)
+        let r = try session.generate(prompt: p.inputIDs, maxTokens: 8)
         XCTAssertEqual(r.stats.reusedTokens, p.inputIDs.count - 1)
         XCTAssertEqual(r.stats.promptTokens, 1)
-        XCTAssertEqual(r.tokens, p.generatedIDs)
+        XCTAssertEqual(r.tokens, Array(p.generatedIDs.prefix(8)))
     }
 
     /// Feeding prompt + continuation as the prompt: the continuation extends greedily the same way.

@@ -161,19 +161,21 @@ final class SessionTests: XCTestCase {
     }
 
     func testContextOverflowDropsOldTurnsWithANotice() throws {
-        let session = try greedySession(model, contextLength: 96)
+        // Each turn is about 20 prompt tokens + 8 answer tokens + EOS: the third turn overflows 64.
+        let session = try greedySession(model, contextLength: 64)
         var notices: [String] = []
         session.onNotice = { notices.append($0) }
-        for i in 0..<8 {
-            let r = try session.respond(to: "Message number \(i) about the sea and the lighthouse.", system: nil, maxTokens: 16)
-            XCTAssertLessThanOrEqual(session.transformer.position, 96)
+        for i in 0..<4 {
+            let r = try session.respond(to: "Message number \(i) about the sea and the lighthouse.", system: nil, maxTokens: 8)
+            XCTAssertLessThanOrEqual(session.transformer.position, 64)
             XCTAssertFalse(r.tokens.isEmpty)
         }
         XCTAssertFalse(notices.isEmpty, "the context filled: a notice is expected")
         XCTAssertTrue(notices.allSatisfy { $0.contains("dropped") }, "\(notices)")
-        XCTAssertLessThan(session.messages.count, 16)
+        XCTAssertLessThan(session.messages.count, 8)
         XCTAssertEqual(session.messages.last?.role, .assistant)
-        XCTAssertLessThanOrEqual(session.history.count, 96)
+        XCTAssertEqual(session.messages.last(where: { $0.role == .user })?.content, "Message number 3 about the sea and the lighthouse.")
+        XCTAssertLessThanOrEqual(session.history.count, 64)
     }
 
     // MARK: - Save and load

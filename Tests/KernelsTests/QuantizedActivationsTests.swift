@@ -95,7 +95,8 @@ final class QuantizedActivationsTests: XCTestCase {
                         // Exact value from the dequantized operands.
                         for r in 0..<rows {
                             var exact = 0.0, magnitude = 0.0
-                            let wrow = decodeRow(Array(bytes[(r * 68)..<((r + 1) * 68)]), count: cols, as: .q8_0)
+                            let rb = TensorType.q8_0.rowBytes(cols)!
+                            let wrow = decodeRow(Array(bytes[(r * rb)..<((r + 1) * rb)]), count: cols, as: .q8_0)
                             for i in 0..<cols {
                                 let term = Double(wrow[i]) * Double(xq.value(t, i))
                                 exact += term; magnitude += abs(term)

@@ -11,7 +11,9 @@
  * ALLOC_COUNT_REPORT set the totals are printed to stderr at exit:
  *   alloc_count: allocations=N frees=N bytes=N
  * To find where allocations come from, octet_alloc_trace(N) (in-process, via dlsym) prints the
- * call stacks of the next N allocations to stderr (resolve addresses with addr2line -f -C -e).
+ * call stacks of the next N allocations to stderr; from outside, ALLOC_COUNT_TRACE=N with
+ * ALLOC_COUNT_TRACE_AFTER=K prints the stacks of allocations K+1 … K+N (pipe through
+ * swift-demangle; resolve bare addresses with addr2line -f -e BINARY).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +34,7 @@ extern void *__libc_memalign(size_t, size_t);
 static _Atomic unsigned long long n_alloc, n_free, n_bytes;
 
 static _Atomic int trace_left;
+void octet_alloc_trace(int n);
 static __thread int in_trace;
 
 static void trace(size_t bytes) {
@@ -47,8 +50,16 @@ static void trace(size_t bytes) {
     in_trace = 0;
 }
 
+static unsigned long long trace_after;  /* ALLOC_COUNT_TRACE_AFTER */
+static int trace_pending;                /* ALLOC_COUNT_TRACE, armed once trace_after is reached */
+
 static inline void count(size_t bytes) {
-    atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
+    unsigned long long k = atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
+    if (trace_pending && k == trace_after && !in_trace) {
+        int n = trace_pending;
+        trace_pending = 0;
+        octet_alloc_trace(n);
+    }
     atomic_fetch_add_explicit(&n_bytes, bytes, memory_order_relaxed);
     if (atomic_load_explicit(&trace_left, memory_order_relaxed) > 0) trace(bytes);
 }
@@ -89,6 +100,14 @@ void *pvalloc(size_t n) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     count(n);
     return __libc_memalign(page, (n + page - 1) / page * page);
+}
+
+__attribute__((constructor)) static void setup(void) {
+    const char *n = getenv("ALLOC_COUNT_TRACE"), *after = getenv("ALLOC_COUNT_TRACE_AFTER");
+    if (n && atoi(n) > 0) {
+        trace_after = after ? strtoull(after, NULL, 10) : 0;
+        if (trace_after == 0) octet_alloc_trace(atoi(n)); else trace_pending = atoi(n);
+    }
 }
 
 __attribute__((destructor)) static void report(void) {
