@@ -176,11 +176,8 @@ final class ConversionOutputTests: XCTestCase {
         try checkData(.hfF16Sharded, .f16, bitExactWords: true)
     }
 
-    /// BF16 and Q8_0 from the f16 shards. (FP8 from the shards is only checked for its inventory:
-    /// recomputing the FP8 scale search for all 13M values again costs more than it adds after
-    /// the bf16 source's full FP8 check.)
     func testOtherTypesFromF16Shards() throws {
-        for type: TensorType in [.bf16, .q8_0] { try checkData(.hfF16Sharded, type, bitExactWords: false) }
+        for type: TensorType in [.bf16, .q8_0, .fp8_e4m3] { try checkData(.hfF16Sharded, type, bitExactWords: false) }
     }
 
     /// Sanity of the reference itself: the permutation really moves rows (it is not the identity).
