@@ -27,6 +27,9 @@ import tempfile
 import numpy as np
 
 
+FLOAT_ACTIVATIONS = False  # set from the JSON: octet logits --float-activations
+
+
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -57,6 +60,8 @@ def log_softmax(z):
 def run_window(octet, model, ids, kv, threads, tmp, tag):
     npy, ej = os.path.join(tmp, f"{tag}.npy"), os.path.join(tmp, f"{tag}.json")
     cmd = [octet, "logits", model, "--ids", ",".join(map(str, ids)), "-o", npy, "--experts", ej, "--kv-type", kv]
+    if FLOAT_ACTIVATIONS:
+        cmd.append("--float-activations")
     if threads:
         cmd += ["--threads", str(threads)]
     run(cmd)
@@ -97,7 +102,9 @@ def main():
         sys.exit("error: the text is too long to pass to octet tokenize as one argument (120 kB)")
     ids = json.loads(run([a.octet, "tokenize", "--json", a.base, "--", text]))["ids"]
     bos = bos_id(a.base)
-    n_chunks = len(ids) // ctx
+    n_chunks = min(len(ids) // ctx, rep.get("chunks", len(ids) // ctx))
+    global FLOAT_ACTIVATIONS
+    FLOAT_ACTIVATIONS = rep.get("activations") == "f32"
     first, last = ctx // 2, ctx - 1  # positions first..last-1 are scored; position i predicts i+1
     print(f"{len(ids)} tokens, {n_chunks} windows of {ctx}, scoring positions {first}..{last - 1}, BOS {bos}, {kv} KV cache, KL {method}",
           file=sys.stderr)

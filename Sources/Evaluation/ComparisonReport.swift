@@ -48,6 +48,9 @@ public struct ComparisonReport: Codable, Sendable, Equatable {
     public var text_tokens: Int
     public var ctx: Int
     public var kv_type: String
+    /// "int8" when Q8_0 matrices multiplied int8-quantized activations (the default), "f32" with
+    /// --float-activations; absent in reports of older versions.
+    public var activations: String?
     public var chunks: Int
     public var tokens_scored: Int
     public var base: ModelScore
@@ -69,7 +72,7 @@ public struct ComparisonReport: Codable, Sendable, Equatable {
         func g(_ v: Double) -> String { String(format: "%.6g", v) }
         func pct(_ v: Double) -> String { String(format: "%.2f %%", v * 100) }
         var rows: [(String, String)] = [
-            ("tokens scored", "\(tokens_scored) (\(chunks) windows of \(ctx), \(kv_type) KV cache)"),
+            ("tokens scored", "\(tokens_scored) (\(chunks) windows of \(ctx), \(kv_type) KV cache\(activations == "f32" ? ", float activations" : ""))"),
             ("perplexity, base", String(format: "%.4f ± %.4f", base.perplexity, base.perplexity * base.nll_stderr)),
             ("perplexity, quantized", String(format: "%.4f ± %.4f", quant.perplexity, quant.perplexity * quant.nll_stderr)),
             ("Δ perplexity", String(format: "%+.3f %%", delta_ppl_percent)),
@@ -177,7 +180,7 @@ public struct ComparisonAccumulator: Sendable {
         let pplB = exp(mb), pplQ = exp(mq)
         return ComparisonReport(
             text: text.name, text_fnv1a64: FNV1a64.hex(text.hash), text_tokens: plan.tokens.count,
-            ctx: plan.ctx, kv_type: kvType, chunks: plan.chunkCount, tokens_scored: count,
+            ctx: plan.ctx, kv_type: kvType, activations: nil, chunks: plan.chunkCount, tokens_scored: count,
             base: .init(model: base.model, format: base.format, perplexity: pplB, mean_nll: mb, nll_stderr: sb),
             quant: .init(model: quant.model, format: quant.format, perplexity: pplQ, mean_nll: mq, nll_stderr: sq),
             delta_ppl_percent: (pplQ / pplB - 1) * 100,

@@ -9,7 +9,7 @@ public final class WindowRunner {
     public let transformer: Transformer
     let vocab: Int
 
-    public init(model: Model, pool: WorkerPool, kvType: KVType, ctx: Int, maxBatch: Int = 512) throws {
+    public init(model: Model, pool: WorkerPool, kvType: KVType, ctx: Int, maxBatch: Int = 512, int8Activations: Bool = true) throws {
         guard ctx <= model.config.contextLength else {
             throw EvaluationError("--ctx \(ctx) exceeds the context length of \(model.path) (\(model.config.contextLength) tokens)")
         }
@@ -17,6 +17,7 @@ public final class WindowRunner {
         vocab = model.config.nVocab
         transformer = try Transformer(weights: model.weights, pool: pool, kvType: kvType, contextLength: ctx,
                                       maxBatch: max(1, min(ctx, maxBatch)))
+        transformer.int8Activations = int8Activations
     }
 
     /// Whether expert choices are recorded (a mixture of experts with at most 256 experts).
@@ -72,6 +73,11 @@ public struct CompareOptions: Sendable {
     public var maxBatch = 512
     /// Tokens kept per position in a base-logits file.
     public var topK = 64
+    /// Score at most this many windows (the first ones); nil: every whole window of the text.
+    public var maxChunks: Int?
+    /// Q8_0 matrices multiply int8-quantized activations (what `octet chat` does); false: float
+    /// activations, so only the weights' quantization is measured.
+    public var int8Activations = true
     public init(ctx: Int = 512, kvType: KVType = .f16) { self.ctx = ctx; self.kvType = kvType }
 }
 
@@ -114,9 +120,9 @@ public enum QualityComparison {
     public static func compare(base: Model, quant: Model, text: EvaluationText, options: CompareOptions, pool: WorkerPool,
                                saveBase: Bool = false, progress: Progress? = nil) throws -> ComparisonOutcome {
         try TokenizerFingerprint.checkSame(base: base.vocabulary, quant: quant.vocabulary)
-        let plan = try ScoringPlan(text: text, tokenizer: Tokenizer(vocabulary: base.vocabulary), ctx: options.ctx)
-        let rb = try WindowRunner(model: base, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch)
-        let rq = try WindowRunner(model: quant, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch)
+        let plan = try ScoringPlan(text: text, tokenizer: Tokenizer(vocabulary: base.vocabulary), ctx: options.ctx, maxChunks: options.maxChunks)
+        let rb = try WindowRunner(model: base, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch, int8Activations: options.int8Activations)
+        let rq = try WindowRunner(model: quant, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch, int8Activations: options.int8Activations)
         let routing = rb.routesExperts && rq.routesExperts && sameRouting(base, quant)
         var acc = ComparisonAccumulator(layers: routing ? base.config.nLayers : 0, expertsUsed: routing ? base.config.nExpertsUsed : 0)
         var file = saveBase ? BaseLogitsFile(header: header(base: base, runner: rb, text: text, plan: plan, options: options)) : nil
@@ -150,15 +156,16 @@ public enum QualityComparison {
             }
             acc.endChunk()
         }
-        let report = acc.report(text: text, plan: plan, kvType: options.kvType.rawValue, base: describe(base), quant: describe(quant), klMethod: "exact")
+        var report = acc.report(text: text, plan: plan, kvType: options.kvType.rawValue, base: describe(base), quant: describe(quant), klMethod: "exact")
+        report.activations = options.int8Activations ? "int8" : "f32"
         return ComparisonOutcome(report: report, perToken: acc, baseFile: file)
     }
 
     /// Runs only the base and keeps what a later comparison needs. Also returns the base's score.
     public static func saveBase(base: Model, text: EvaluationText, options: CompareOptions, pool: WorkerPool,
                                 progress: Progress? = nil) throws -> (BaseLogitsFile, ComparisonReport.ModelScore) {
-        let plan = try ScoringPlan(text: text, tokenizer: Tokenizer(vocabulary: base.vocabulary), ctx: options.ctx)
-        let rb = try WindowRunner(model: base, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch)
+        let plan = try ScoringPlan(text: text, tokenizer: Tokenizer(vocabulary: base.vocabulary), ctx: options.ctx, maxChunks: options.maxChunks)
+        let rb = try WindowRunner(model: base, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch, int8Activations: options.int8Activations)
         var file = BaseLogitsFile(header: header(base: base, runner: rb, text: text, plan: plan, options: options))
         var scratch = [Bool](repeating: false, count: base.config.nVocab)
         var nll: [Double] = []
@@ -182,10 +189,10 @@ public enum QualityComparison {
     public static func compare(baseFile: BaseLogitsFile, path: String, quant: Model, text: EvaluationText,
                                options: CompareOptions, pool: WorkerPool, progress: Progress? = nil) throws -> ComparisonOutcome {
         try baseFile.check(text: text, vocabulary: quant.vocabulary, ctx: options.ctx, kvType: options.kvType.rawValue, path: path)
-        let plan = try ScoringPlan(text: text, tokenizer: Tokenizer(vocabulary: quant.vocabulary), ctx: options.ctx)
+        let plan = try ScoringPlan(text: text, tokenizer: Tokenizer(vocabulary: quant.vocabulary), ctx: options.ctx, maxChunks: options.maxChunks)
         try baseFile.check(plan: plan, path: path)
         let h = baseFile.header
-        let rq = try WindowRunner(model: quant, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch)
+        let rq = try WindowRunner(model: quant, pool: pool, kvType: options.kvType, ctx: plan.ctx, maxBatch: options.maxBatch, int8Activations: options.int8Activations)
         let qc = quant.config
         let routing = rq.routesExperts && h.experts_used > 0
             && h.layers == qc.nLayers && h.experts == qc.nExperts && h.experts_used == qc.nExpertsUsed
@@ -206,9 +213,10 @@ public enum QualityComparison {
             }
             acc.endChunk()
         }
-        let report = acc.report(text: text, plan: plan, kvType: options.kvType.rawValue,
+        var report = acc.report(text: text, plan: plan, kvType: options.kvType.rawValue,
                                 base: (h.base_model, h.base_format + ", from a base-logits file"), quant: describe(quant),
                                 klMethod: "top-\(h.top_k)+rest")
+        report.activations = options.int8Activations ? "int8" : "f32"
         return ComparisonOutcome(report: report, perToken: acc, baseFile: nil)
     }
 }

@@ -53,7 +53,9 @@ public struct ScoringPlan: Sendable {
 
     /// - Throws: when `ctx` is below ``minimumContext``, the text gives no tokens, or fewer
     ///   than `ctx` (naming how many it has).
-    public init(tokens: [Int32], ctx: Int, bos: Int32, textName: String = "the text") throws {
+    /// - Parameter maxChunks: score at most this many windows (the first ones), as
+    ///   llama-perplexity's `--chunks`.
+    public init(tokens: [Int32], ctx: Int, bos: Int32, textName: String = "the text", maxChunks: Int? = nil) throws {
         guard ctx >= Self.minimumContext else {
             throw EvaluationError("--ctx \(ctx) is too small: a window must have at least \(Self.minimumContext) tokens")
         }
@@ -64,11 +66,11 @@ public struct ScoringPlan: Sendable {
         self.ctx = ctx
         self.tokens = tokens
         self.bos = bos
-        chunkCount = tokens.count / ctx
+        chunkCount = min(tokens.count / ctx, max(1, maxChunks ?? .max))
     }
 
-    public init(text: EvaluationText, tokenizer: Tokenizer, ctx: Int) throws {
-        try self.init(tokens: tokenizer.encode(text.string), ctx: ctx, bos: tokenizer.vocabulary.bosID, textName: text.name)
+    public init(text: EvaluationText, tokenizer: Tokenizer, ctx: Int, maxChunks: Int? = nil) throws {
+        try self.init(tokens: tokenizer.encode(text.string), ctx: ctx, bos: tokenizer.vocabulary.bosID, textName: text.name, maxChunks: maxChunks)
     }
 
     /// The `ctx` tokens window `c` runs, BOS first (when the vocabulary has one).

@@ -48,6 +48,12 @@ struct Compare: ParsableCommand {
     @Option(help: "Tokens per position kept by --save-base.")
     var topK: Int = 64
 
+    @Option(help: "Score only the first N windows (like llama-perplexity's --chunks; default: all).")
+    var chunks: Int?
+
+    @Flag(help: "Multiply Q8_0 weights by float activations instead of int8-quantized ones, to measure the weights' quantization alone.")
+    var floatActivations = false
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = WorkerPool.onlineCPUs
 
@@ -55,6 +61,7 @@ struct Compare: ParsableCommand {
         if threads < 1 { throw ValidationError("--threads must be at least 1") }
         if topK < 1 { throw ValidationError("--top-k must be at least 1") }
         if let ctx, ctx < 3 { throw ValidationError("--ctx must be at least 3") }
+        if let chunks, chunks < 1 { throw ValidationError("--chunks must be at least 1") }
         if saveBase != nil && baseLogits != nil { throw ValidationError("--save-base and --base-logits exclude each other") }
         if baseLogits != nil {
             if models.isEmpty || models.count > 2 { throw ValidationError("with --base-logits, give QUANT (BASE may be omitted)") }
@@ -82,12 +89,16 @@ struct Compare: ParsableCommand {
                 let h = file.header
                 var options = CompareOptions(ctx: ctx ?? h.ctx, kvType: kvType ?? KVType(rawValue: h.kv_type) ?? .f16)
                 options.topK = h.top_k
+                options.maxChunks = chunks ?? h.chunks
+                options.int8Activations = !floatActivations
                 let quant = try Model(path: models[models.count - 1])
                 report = try QualityComparison.compare(baseFile: file, path: baseLogits, quant: quant, text: t,
                                                        options: options, pool: pool, progress: progress).report
             } else if let saveBase, models.count == 1 {
                 var options = CompareOptions(ctx: ctx ?? 512, kvType: kvType ?? .f16)
                 options.topK = topK
+                options.maxChunks = chunks
+                options.int8Activations = !floatActivations
                 let base = try Model(path: models[0])
                 let (file, score) = try QualityComparison.saveBase(base: base, text: t, options: options, pool: pool, progress: progress)
                 try file.write(to: saveBase)
@@ -100,6 +111,8 @@ struct Compare: ParsableCommand {
             } else {
                 var options = CompareOptions(ctx: ctx ?? 512, kvType: kvType ?? .f16)
                 options.topK = topK
+                options.maxChunks = chunks
+                options.int8Activations = !floatActivations
                 let base = try Model(path: models[0]), quant = try Model(path: models[1])
                 let outcome = try QualityComparison.compare(base: base, quant: quant, text: t, options: options, pool: pool,
                                                             saveBase: saveBase != nil, progress: progress)

@@ -32,6 +32,9 @@ struct Logits: ParsableCommand {
     @Option(help: "KV cache type: f32 or f16.")
     var kvType: KVType = .f32
 
+    @Flag(help: "Multiply Q8_0 weights by float activations instead of int8-quantized ones.")
+    var floatActivations = false
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -47,6 +50,7 @@ struct Logits: ParsableCommand {
             let tf = try Transformer(weights: m.weights, pool: pool, kvType: kvType, contextLength: runtime.ctx ?? max(tokens.count, 1),
                                      maxBatch: batch)
             tf.traceExperts = experts != nil
+            tf.int8Activations = !floatActivations
             let V = m.config.nVocab
             var all = [Float](repeating: 0, count: tokens.count * V)
             var i = 0
