@@ -111,3 +111,24 @@ final class FP8E4M3Tests: XCTestCase {
         XCTAssertEqual(FP8E4M3.encode(0x1p-6 - 0x1p-11), 0x08) // 7.75 × 2^-9 → 8 × 2^-9 = smallest normal
     }
 }
+
+/// The scale search's table-free rounding equals decode(encode(a)) for every magnitude it sees.
+final class FP8RoundedMagnitudeTests: XCTestCase {
+    func testEqualsDecodeOfEncode() {
+        var values: [Float] = [0, 0x1p-10, 0x1p-9, 1.5 * 0x1p-9, 0x1p-6, 0x1p-6 * 0.999, 1, 1.0625, 1.1875, 447, 448]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20000 { values.append(Float.random(in: 0...448, using: &rng)) }
+        for _ in 0..<20000 { values.append(Float(sign: .plus, exponent: Int.random(in: -12...8, using: &rng), significand: Float.random(in: 1..<2, using: &rng))) }
+        // Halfway cases: exactly between two neighbouring codes.
+        for code in 0..<0x7E { values.append((FP8E4M3.decode(UInt8(code)) + FP8E4M3.decode(UInt8(code + 1))) / 2) }
+        values = values.filter { $0 <= 448 }
+        while values.count % 8 != 0 { values.append(1) }
+        for i in stride(from: 0, to: values.count, by: 8) {
+            let v = SIMD8<Float>(values[i..<(i + 8)])
+            let got = FP8Block.roundedE4M3Magnitude(v)
+            for l in 0..<8 {
+                XCTAssertEqual(got[l], FP8E4M3.decode(FP8E4M3.encode(v[l])), "a = \(v[l])")
+            }
+        }
+    }
+}
