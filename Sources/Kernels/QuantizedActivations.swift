@@ -62,22 +62,32 @@ extension Dot {
     /// them add up within Int16), then widen to Int32 and Float for the scaled accumulation.
     @inlinable
     public static func q8_0(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
-        var acc = SIMD8<Float>()
+        // Two blocks per step into two accumulators: the fused multiply-adds of consecutive
+        // blocks do not wait for each other.
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         var b = w
-        for k in 0..<blocks {
-            let dw = Float(b.loadUnaligned(as: Float16.self))
-            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int16>.self)
-            let even = (v &<< 8) &>> 8, odd = v &>> 8
-            let xr = UnsafeRawPointer(xq + k * 32)
-            let p = even &* xr.loadUnaligned(as: SIMD16<Int16>.self) &+ odd &* xr.loadUnaligned(fromByteOffset: 32, as: SIMD16<Int16>.self)
-            // Widen by pairs: each 32-bit lane holds two 16-bit sums; sign-extend both and add.
-            let u = unsafeBitCast(p, to: SIMD8<Int32>.self)
-            let pairs = ((u &<< 16) &>> 16) &+ (u &>> 16)
-            let s = exactFloat(pairs)
-            acc.addProduct(s, SIMD8<Float>(repeating: dw * xd[k]))
-            b += 34
+        var k = 0
+        while k + 2 <= blocks {
+            let x = UnsafeRawPointer(xq + k * 32)
+            let s0 = Float(b.loadUnaligned(as: Float16.self)) * xd[k]
+            let s1 = Float(b.loadUnaligned(fromByteOffset: 34, as: Float16.self)) * xd[k + 1]
+            acc0.addProduct(q8Block(b, x), SIMD8(repeating: s0))
+            acc1.addProduct(q8Block(b + 34, x + 64), SIMD8(repeating: s1))
+            b += 68; k += 2
         }
-        return acc.sum()
+        if k < blocks {
+            let s0 = Float(b.loadUnaligned(as: Float16.self)) * xd[k]
+            acc0.addProduct(q8Block(b, UnsafeRawPointer(xq + k * 32)), SIMD8(repeating: s0))
+        }
+        return (acc0 + acc1).sum()
+    }
+
+    /// Σ q_w·q_x of one Q8_0 weight block (at `b`, scale first) and one activation block, as 8
+    /// float lanes (each the sum of four products).
+    @inlinable @inline(__always)
+    static func q8Block(_ b: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+        let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int16>.self)
+        return q8Term((v &<< 8) &>> 8, v &>> 8, x)
     }
 
     /// Four activation vectors against one Q8_0 row: each weight block is decoded once and used
