@@ -95,7 +95,11 @@ extension Dot {
     @inlinable
     public static func q8_0x4(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>,
                               vectorStride: Int, blocks: Int) -> SIMD4<Float> {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        // Even blocks into the e accumulators, odd ones into the o accumulators, summed as
+        // (e + o) at the end: exactly the order of ``q8_0(_:_:_:blocks:)``, so a token's result
+        // does not depend on whether it was computed alone or in a group of four.
+        var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), e2 = SIMD8<Float>(), e3 = SIMD8<Float>()
+        var o0 = SIMD8<Float>(), o1 = SIMD8<Float>(), o2 = SIMD8<Float>(), o3 = SIMD8<Float>()
         let ds = vectorStride / 32
         var b = w
         for k in 0..<blocks {
@@ -103,13 +107,18 @@ extension Dot {
             let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int16>.self)
             let even = (v &<< 8) &>> 8, odd = v &>> 8
             let x = UnsafeRawPointer(xq + k * 32)
-            a0.addProduct(q8Term(even, odd, x), SIMD8(repeating: dw * xd[k]))
-            a1.addProduct(q8Term(even, odd, x + 2 * vectorStride), SIMD8(repeating: dw * xd[k + ds]))
-            a2.addProduct(q8Term(even, odd, x + 4 * vectorStride), SIMD8(repeating: dw * xd[k + 2 * ds]))
-            a3.addProduct(q8Term(even, odd, x + 6 * vectorStride), SIMD8(repeating: dw * xd[k + 3 * ds]))
+            let t0 = q8Term(even, odd, x), t1 = q8Term(even, odd, x + 2 * vectorStride)
+            let t2 = q8Term(even, odd, x + 4 * vectorStride), t3 = q8Term(even, odd, x + 6 * vectorStride)
+            let s0 = SIMD8(repeating: dw * xd[k]), s1 = SIMD8(repeating: dw * xd[k + ds])
+            let s2 = SIMD8(repeating: dw * xd[k + 2 * ds]), s3 = SIMD8(repeating: dw * xd[k + 3 * ds])
+            if k & 1 == 0 {
+                e0.addProduct(t0, s0); e1.addProduct(t1, s1); e2.addProduct(t2, s2); e3.addProduct(t3, s3)
+            } else {
+                o0.addProduct(t0, s0); o1.addProduct(t1, s1); o2.addProduct(t2, s2); o3.addProduct(t3, s3)
+            }
             b += 34
         }
-        return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+        return SIMD4((e0 + o0).sum(), (e1 + o1).sum(), (e2 + o2).sum(), (e3 + o3).sum())
     }
 
     /// Σ of one weight block's products with one activation block, as 8 float lanes.

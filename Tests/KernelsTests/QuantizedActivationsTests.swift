@@ -75,6 +75,29 @@ final class QuantizedActivationsTests: XCTestCase {
     }
 
     /// The pool's integer matMul (four-vector tiles and leftovers) against the scalar twin per row.
+    /// A token's result does not depend on its batch: the four-vector kernel gives, bit for bit,
+    /// what the one-vector kernel gives for each vector (odd and even block counts). This is what
+    /// makes a prompt evaluated in one batch and the same prompt reused from the KV cache agree.
+    func testFourVectorKernelIsBitIdenticalToOneVector() {
+        var rng = SplitMix64(seed: 71)
+        for cols in [32, 96, 128, 352] {
+            let blocks = cols / 32
+            let w = encodeRow(rng.floats(cols, sigma: 0.1), as: .q8_0)
+            let x = rng.floats(cols * 4)
+            let xq = QuantizedActivations(capacity: cols * 4)
+            x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: cols, count: 4, rowLength: cols) }
+            w.withUnsafeBytes { wb in
+                let (q0, d0) = xq.vector(0)
+                let four = Dot.q8_0x4(wb.baseAddress!, q0, d0, vectorStride: xq.rowLength, blocks: blocks)
+                for t in 0..<4 {
+                    let (q, d) = xq.vector(t)
+                    let one = Dot.q8_0(wb.baseAddress!, q, d, blocks: blocks)
+                    XCTAssertEqual(four[t].bitPattern, one.bitPattern, "cols \(cols) vector \(t): \(four[t]) vs \(one)")
+                }
+            }
+        }
+    }
+
     func testPoolIntegerMatMul() {
         var rng = SplitMix64(seed: 63)
         let cols = 128, rows = 45
