@@ -33,16 +33,18 @@ public enum Dot {
 
     @inlinable
     static func f32(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        // Two accumulators, taking alternate groups of 8: the order ``float4`` keeps per vector,
+        // so a token's result does not depend on its batch.
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
         var i = 0
         while i < n {
             a0.addProduct(load8(w, i), load8(x, i))
             a1.addProduct(load8(w, i + 8), load8(x, i + 8))
-            a2.addProduct(load8(w, i + 16), load8(x, i + 16))
-            a3.addProduct(load8(w, i + 24), load8(x, i + 24))
+            a0.addProduct(load8(w, i + 16), load8(x, i + 16))
+            a1.addProduct(load8(w, i + 24), load8(x, i + 24))
             i += 32
         }
-        return ((a0 + a1) + (a2 + a3)).sum()
+        return (a0 + a1).sum()
     }
 
     @inlinable @inline(__always)
@@ -52,16 +54,18 @@ public enum Dot {
 
     @inlinable
     static func f16(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        // Two accumulators, taking alternate groups of 8: the order ``float4`` keeps per vector,
+        // so a token's result does not depend on its batch.
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
         var i = 0
         while i < n {
             a0.addProduct(halfs(w, i), load8(x, i))
             a1.addProduct(halfs(w, i + 8), load8(x, i + 8))
-            a2.addProduct(halfs(w, i + 16), load8(x, i + 16))
-            a3.addProduct(halfs(w, i + 24), load8(x, i + 24))
+            a0.addProduct(halfs(w, i + 16), load8(x, i + 16))
+            a1.addProduct(halfs(w, i + 24), load8(x, i + 24))
             i += 32
         }
-        return ((a0 + a1) + (a2 + a3)).sum()
+        return (a0 + a1).sum()
     }
 
     @inlinable @inline(__always)
@@ -72,16 +76,18 @@ public enum Dot {
 
     @inlinable
     static func bf16(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        // Two accumulators, taking alternate groups of 8: the order ``float4`` keeps per vector,
+        // so a token's result does not depend on its batch.
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
         var i = 0
         while i < n {
             a0.addProduct(brains(w, i), load8(x, i))
             a1.addProduct(brains(w, i + 8), load8(x, i + 8))
-            a2.addProduct(brains(w, i + 16), load8(x, i + 16))
-            a3.addProduct(brains(w, i + 24), load8(x, i + 24))
+            a0.addProduct(brains(w, i + 16), load8(x, i + 16))
+            a1.addProduct(brains(w, i + 24), load8(x, i + 24))
             i += 32
         }
-        return ((a0 + a1) + (a2 + a3)).sum()
+        return (a0 + a1).sum()
     }
 
     @inlinable @inline(__always)
@@ -111,26 +117,38 @@ public enum Dot {
     /// way is the E4M3 value × 2⁻⁸ (normals and subnormals alike), so the block scale absorbs 2⁸.
     @inlinable @inline(__always)
     static func e4m3s(_ q: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
-        let b = SIMD8<UInt16>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt8>.self))
-        let h = ((b & 0x80) &<< 8) | ((b & 0x7F) &<< 7)
+        // Byte into the high half of a 16-bit lane, arithmetic shift right by one (sign to bits 15
+        // and 14, the rest to 13…7), clear bit 14: three operations per 8 values.
+        let b = SIMD8<Int16>(truncatingIfNeeded: SIMD8<UInt16>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt8>.self)))
+        let h = ((b &<< 8) &>> 1) & Int16(bitPattern: 0xBF80)
         return SIMD8<Float>(unsafeBitCast(h, to: SIMD8<Float16>.self))
     }
 
     @inlinable
     static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc = SIMD8<Float>()
+        // Two blocks per step into two accumulators.
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         var b = w
         var i = 0
-        while i < n {
-            let d = Float(b.loadUnaligned(as: Float16.self)) * 256
-            var s = e4m3s(b, 2) * load8(x, i)
-            s.addProduct(e4m3s(b, 10), load8(x, i + 8))
-            s.addProduct(e4m3s(b, 18), load8(x, i + 16))
-            s.addProduct(e4m3s(b, 26), load8(x, i + 24))
-            acc.addProduct(s, SIMD8(repeating: d))
-            b += 34
-            i += 32
+        while i + 64 <= n {
+            acc0.addProduct(fp8Block(b, x + i), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self)) * 256))
+            acc1.addProduct(fp8Block(b + 34, x + i + 32), SIMD8(repeating: Float(b.loadUnaligned(fromByteOffset: 34, as: Float16.self)) * 256))
+            b += 68
+            i += 64
         }
-        return acc.sum()
+        if i < n {
+            acc0.addProduct(fp8Block(b, x + i), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self)) * 256))
+        }
+        return (acc0 + acc1).sum()
+    }
+
+    /// Σ e4m3 × x over one block's 32 values (unscaled, ×2⁻⁸), as 8 lanes.
+    @inlinable @inline(__always)
+    static func fp8Block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
+        var s = e4m3s(b, 2) * load8(x, 0)
+        var t = e4m3s(b, 10) * load8(x, 8)
+        s.addProduct(e4m3s(b, 18), load8(x, 16))
+        t.addProduct(e4m3s(b, 26), load8(x, 24))
+        return s + t
     }
 }

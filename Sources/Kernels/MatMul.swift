@@ -12,7 +12,7 @@ public enum MatMul {
     @inlinable
     public static func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                               _ y: UnsafeMutablePointer<Float>, yStride: Int, rows: Range<Int>) {
-        let tiled = (w.type == .f16 || w.type == .bf16 || w.type == .f32) && w.cols % 8 == 0
+        let tiled = (w.type == .f16 || w.type == .bf16 || w.type == .f32) && w.cols % 32 == 0
         for r in rows {
             let row = w.row(r)
             var t = 0
@@ -54,10 +54,15 @@ extension WorkerPool {
 
 extension Dot {
     /// One 16/32-bit float row against four activation vectors (x_i at `x + i*xStride`): each group
-    /// of 8 weights is converted once and used four times. `n` must be a multiple of 8.
+    /// of 8 weights is converted once and used four times. `n` must be a multiple of 16.
     @inlinable
     public static func float4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int, type: TensorType) -> SIMD4<Float> {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        // Per vector, even groups of 8 into e, odd ones into o, summed as (e + o): the order of
+        // the one-vector kernels, so a token's result does not depend on its batch. The e and o
+        // accumulators swap after every group (n/8 is even, so they end where they started):
+        // one conversion site per loop keeps the float conversions inlined.
+        var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), e2 = SIMD8<Float>(), e3 = SIMD8<Float>()
+        var o0 = SIMD8<Float>(), o1 = SIMD8<Float>(), o2 = SIMD8<Float>(), o3 = SIMD8<Float>()
         var i = 0
         while i < n {
             let wv: SIMD8<Float>
@@ -66,12 +71,14 @@ extension Dot {
             case .bf16: wv = brains(w, i)
             default: wv = w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
             }
-            a0.addProduct(wv, load8(x, i))
-            a1.addProduct(wv, load8(x + xStride, i))
-            a2.addProduct(wv, load8(x + 2 * xStride, i))
-            a3.addProduct(wv, load8(x + 3 * xStride, i))
+            e0.addProduct(wv, load8(x, i))
+            e1.addProduct(wv, load8(x + xStride, i))
+            e2.addProduct(wv, load8(x + 2 * xStride, i))
+            e3.addProduct(wv, load8(x + 3 * xStride, i))
+            swap(&e0, &o0); swap(&e1, &o1); swap(&e2, &o2); swap(&e3, &o3)
             i += 8
         }
-        return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+        return SIMD4((e0 + o0).sum(), (e1 + o1).sum(), (e2 + o2).sum(), (e3 + o3).sum())
     }
 }
+
