@@ -25,13 +25,22 @@ Variants
   The BF16 GGUF (--gguf-bf16) loaded the same way must reproduce the base
   logits; that checks the loader (names, layouts, un-permutation).
 
-Scoring (as `octet compare`): the whole text tokenized with sentencepiece, no
-BOS; consecutive windows of --ctx tokens (remainder dropped), the first
---chunks of them; the first token of each window replaced by BOS (id 1); each
-window run from scratch; positions i = ctx/2 .. ctx-2 scored (i predicts
-token i+1). Per position: NLL for both models, KL(base||quant) over the vocab
-(float64 log-softmax), top-1 agreement, and per layer whether the router's
-top-2 expert set matches the base's.
+Scoring: the whole text tokenized with sentencepiece, no BOS; the first
+--chunks windows (remainder dropped), each run from scratch; position i
+predicts token i+1. --scoring picks the windows and scored positions:
+  llama            (default; as `octet compare` / llama-perplexity) consecutive
+                   windows of --ctx tokens, the first token replaced by BOS
+                   (id 1); positions ctx/2 .. ctx-2 scored.
+  all              the same windows; every position 0 .. ctx-2 scored.
+  all-nobos        windows of the raw tokens (no BOS); positions 0 .. ctx-2.
+  bos-prepend      BOS followed by the next ctx-1 text tokens (windows step
+                   ctx-1 tokens); positions 0 .. ctx-2 (all ctx-1 text tokens).
+  bos-prepend-256  BOS followed by the next ctx text tokens (ctx+1 in all);
+                   positions 0 .. ctx-1 (all ctx text tokens).
+Per position: NLL for both models, KL(base||quant) over the vocab (float64
+log-softmax), top-1 agreement, and per layer whether the router's top-2 expert
+set matches the base's. The table also gives the mean KL without the single
+largest-KL position.
 
 Usage (from the package root; takes a minute or two on a 2-core machine):
     /root/.cache/octet/venv/bin/python Tools/quant_sim.py \\
@@ -41,7 +50,9 @@ Usage (from the package root; takes a minute or two on a 2-core machine):
         --octet-json-q8_0 /tmp/q/t3-q8_0-float.json --octet-json-fp8 /tmp/q/t3-fp8-float.json
 
 Options: --model (Fixtures/tiny-mixtral), --ctx (256), --chunks (8),
---threads (1), --top (5 largest-KL positions listed per variant).
+--scoring (llama), --sims (sim-Q8_0,sim-FP8-search,sim-FP8-plain: which
+simulated variants to run; 'none' for none), --threads (1), --top (5
+largest-KL positions listed per variant).
 Needs numpy, torch, transformers, sentencepiece, gguf.
 """
 
@@ -304,6 +315,25 @@ def run_windows(model, windows: list[list[int]], first: int, last: int, k: int):
 # --------------------------------------------------------------------------
 # scoring
 
+SCORINGS = ("llama", "all", "all-nobos", "bos-prepend", "bos-prepend-256")
+
+
+def make_windows(tokens: list[int], ctx: int, chunks: int, scoring: str):
+    """(windows, first, last) for a --scoring convention (see the module docstring):
+    up to `chunks` token windows, positions first..last of each scored."""
+    step = ctx - 1 if scoring == "bos-prepend" else ctx         # text tokens per window
+    windows = []
+    for c in range(min(chunks, len(tokens) // step)):
+        w = tokens[c * step:(c + 1) * step]
+        if scoring in ("llama", "all"):
+            w = [BOS_ID] + w[1:]
+        elif scoring in ("bos-prepend", "bos-prepend-256"):
+            w = [BOS_ID] + w
+        windows.append(w)
+    first = ctx // 2 if scoring == "llama" else 0
+    last = (len(windows[0]) if windows else ctx) - 2
+    return windows, first, last
+
 
 def stats(base_logits, base_sets, q_logits, q_sets, targets) -> dict:
     nw, npos, V = base_logits.shape
@@ -321,6 +351,7 @@ def stats(base_logits, base_sets, q_logits, q_sets, targets) -> dict:
     return {
         "n": n, "ppl_base": ppl_b, "ppl_quant": ppl_q, "dppl": 100 * (ppl_q / ppl_b - 1),
         "kl_mean": float(klf.mean()), "kl_stderr": float(klf.std(ddof=1) / math.sqrt(n)),
+        "kl_mean_nomax": float((klf.sum() - klf.max()) / (n - 1)) if n > 1 else float("nan"),
         "kl_median": float(np.percentile(klf, 50)), "kl_p99": float(np.percentile(klf, 99)),
         "kl_max": float(klf.max()), "top1": float(top1.double().mean()),
         "routing": float(route_same.double().mean()),
@@ -332,11 +363,11 @@ def stats(base_logits, base_sets, q_logits, q_sets, targets) -> dict:
 def fmt_row(name: str, s: dict) -> str:
     return (f"{name:15s} {s['n']:5d} {s['ppl_base']:9.4f} {s['ppl_quant']:9.4f} {s['dppl']:+8.4f}% "
             f"{s['kl_mean']:.4e} ± {s['kl_stderr']:.2e} {s['kl_median']:.3e} {s['kl_p99']:.3e} "
-            f"{s['kl_max']:.3e} {100 * s['top1']:7.3f} {100 * s['routing']:7.3f}")
+            f"{s['kl_max']:.3e} {s['kl_mean_nomax']:.4e} {100 * s['top1']:7.3f} {100 * s['routing']:7.3f}")
 
 
 HEADER = (f"{'variant':15s} {'n':>5s} {'ppl base':>9s} {'ppl quant':>9s} {'Δppl':>9s} "
-          f"{'KL mean ± stderr':>21s} {'KL median':>9s} {'KL p99':>9s} {'KL max':>9s} {'top1 %':>7s} {'route %':>7s}")
+          f"{'KL mean ± stderr':>21s} {'KL median':>9s} {'KL p99':>9s} {'KL max':>9s} {'KL w/o max':>10s} {'top1 %':>7s} {'route %':>7s}")
 
 
 def compare_octet(name: str, s: dict, path: str) -> None:
@@ -372,7 +403,7 @@ def top_positions(name: str, s: dict, first: int, top: int, base_margin: np.ndar
     total, n = kl.sum(), kl.size
     print(f"\n{name}: {top} largest-KL positions (KL total {total:.4e}; top-1 share {kl.max() / total:.1%}, "
           f"top-{top} share {kl.reshape(-1)[order].sum() / total:.1%}; "
-          f"mean KL without the top-1 {(total - kl.max()) / (n - 1):.4e})")
+          f"mean KL without the top-1 {s['kl_mean_nomax']:.4e})")
     print(f"  {'window':>6s} {'pos':>4s} {'KL':>10s}  routing flipped at layer (base margin)   "
           f"flips earlier in window (scored part)")
     for flat in order:
@@ -411,6 +442,8 @@ def main(argv=None) -> int:
     ap.add_argument("--text", required=True)
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--chunks", type=int, default=8)
+    ap.add_argument("--scoring", choices=SCORINGS, default="llama")
+    ap.add_argument("--sims", default="sim-Q8_0,sim-FP8-search,sim-FP8-plain")
     ap.add_argument("--gguf-q8_0")
     ap.add_argument("--gguf-fp8")
     ap.add_argument("--gguf-bf16")
@@ -427,18 +460,13 @@ def main(argv=None) -> int:
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.model, "tokenizer.model"))
     with open(args.text, encoding="utf-8") as f:
         tokens = sp.encode(f.read())
-    n_win = min(args.chunks, len(tokens) // args.ctx)
-    if n_win == 0:
+    windows, first, last = make_windows(tokens, args.ctx, args.chunks, args.scoring)
+    if not windows:
         print("text shorter than one window", file=sys.stderr)
         return 1
-    windows = []
-    for c in range(n_win):
-        w = tokens[c * args.ctx:(c + 1) * args.ctx]
-        windows.append([BOS_ID] + w[1:])
-    first, last = args.ctx // 2, args.ctx - 2
     targets = torch.tensor([w[first + 1:last + 2] for w in windows], dtype=torch.long)
-    print(f"text {args.text}: {len(tokens)} tokens, {n_win} windows of {args.ctx}, "
-          f"positions {first}..{last} scored ({n_win * (last - first + 1)} tokens)")
+    print(f"text {args.text}: {len(tokens)} tokens; scoring {args.scoring}: {len(windows)} windows "
+          f"of {len(windows[0])}, positions {first}..{last} scored ({len(windows) * (last - first + 1)} tokens)")
 
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager")
     model.eval()
@@ -457,11 +485,17 @@ def main(argv=None) -> int:
               f"{float((lg - base_logits).abs().max()):.3e}, routing sets identical: {bool((st == base_sets).all())}")
 
     variants: list[tuple[str, dict]] = []
-    sims = {
+    all_sims = {
         "sim-Q8_0": quant_q8_0,
         "sim-FP8-search": lambda w: quant_fp8(w, search=True),
         "sim-FP8-plain": lambda w: quant_fp8(w, search=False),
     }
+    wanted = [] if args.sims == "none" else args.sims.split(",")
+    unknown = set(wanted) - set(all_sims)
+    if unknown:
+        print(f"unknown --sims {sorted(unknown)}; choose from {list(all_sims)}", file=sys.stderr)
+        return 1
+    sims = {n: fn for n, fn in all_sims.items() if n in wanted}
     sim_sds = {}
     for name, fn in sims.items():
         sim_sds[name] = sim_state(base_sd, fn)
@@ -471,7 +505,8 @@ def main(argv=None) -> int:
         if not path:
             continue
         sd = gguf_state(path, model)
-        weight_diff(f"{name} vs {sim}", sd, sim_sds[sim])
+        if sim in sim_sds:
+            weight_diff(f"{name} vs {sim}", sd, sim_sds[sim])
         lg, st = evaluate(sd)
         variants.append((name, stats(base_logits, base_sets, lg, st, targets)))
     model.load_state_dict(base_sd)

@@ -14,6 +14,7 @@ enum TestPaths {
     static let reference = fixture.appendingPathComponent("reference.safetensors")
     static let sharedModels = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/reference/models")
     static let consolidated = sharedModels.appendingPathComponent("tiny-mixtral-consolidated")
+    static let f16Sharded = sharedModels.appendingPathComponent("tiny-mixtral-f16-sharded")
 
     static func require(_ url: URL, _ what: String, marker: String) throws -> URL {
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent(marker).path) else {
@@ -103,19 +104,21 @@ struct ReferencePrompt {
 /// that asks (see `cleanUp`).
 enum ConvertedFixture {
     nonisolated(unsafe) static var directory: URL?
-    nonisolated(unsafe) static var paths: [TensorType: String] = [:]
+    nonisolated(unsafe) static var paths: [String: String] = [:]
     static let lock = NSLock()
 
-    static func path(_ type: TensorType) throws -> String {
+    /// `source` (default: the fixture) converted to `type`, once per process.
+    static func path(_ type: TensorType, from source: URL = TestPaths.fixture) throws -> String {
         lock.lock(); defer { lock.unlock() }
-        if let p = paths[type] { return p }
+        let key = "\(source.lastPathComponent)-\(type.name)"
+        if let p = paths[key] { return p }
         if directory == nil { directory = try makeTemporaryDirectory("engine-tests") }
-        let p = directory!.appendingPathComponent("tiny-mixtral-\(type.name).gguf").path
+        let p = directory!.appendingPathComponent("\(key).gguf").path
         var options = ConversionOptions()
         options.type = type
         options.threads = 2
-        try Converter(checkpoint: try openCheckpoint(TestPaths.fixture.path), options: options).run(to: p)
-        paths[type] = p
+        try Converter(checkpoint: try openCheckpoint(source.path), options: options).run(to: p)
+        paths[key] = p
         return p
     }
 
