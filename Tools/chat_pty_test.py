@@ -368,12 +368,7 @@ def run_chat_checks(octet, model, tmp):
             return
 
         # Ctrl-D exits with status 0.
-        term.send("\x04")
-        st = term.wait_exit(timeout=20)
-        if st == 0:
-            ok("Ctrl-D: exit status 0")
-        else:
-            bad("Ctrl-D", f"exit status {st} (None = still running); screen: {show(term.screen[term.cursor:])}")
+        check_exit(term, "\x04", "Ctrl-D")
     finally:
         term.kill()
 
@@ -412,14 +407,19 @@ def run_chat_checks(octet, model, tmp):
             term.expect(PROMPT, timeout=10)
         except (Timeout, Exited) as e:
             bad("/stats after /load", str(e))
-        term.send("/exit\r")
-        st = term.wait_exit(timeout=20)
-        if st == 0:
-            ok("/exit: exit status 0")
-        else:
-            bad("/exit", f"exit status {st}")
+        check_exit(term, "/exit\r", "/exit")
     finally:
         term.kill()
+
+
+def check_exit(term, keys, name):
+    """Sends `keys` and expects the program to exit with status 0 within 20 s."""
+    term.send(keys)
+    st = term.wait_exit(timeout=20)
+    if st == 0:
+        ok(f"{name}: exit status 0")
+    else:
+        bad(name, f"exit status {st} (None = still running); screen: {show(term.screen[term.cursor:])}")
 
 
 def run_pipe_check(octet, model):

@@ -88,30 +88,23 @@ final class ReferenceLogitsTests: XCTestCase {
         try checkAgainstReference(try ConvertedFixture.path(.f16), tolerance: 1e-3, allRows: true)
     }
 
-    func testConsolidatedFolderDirect() throws {
-        let folder = try TestPaths.require(TestPaths.consolidated, "tiny-mixtral-consolidated", marker: "consolidated.safetensors")
+    /// A shared reference layout of tiny-mixtral (the f16 shards hold its weights rounded to
+    /// f16; the reference README measured their logits within ~1e-5 of the bf16 model's): read
+    /// directly, and converted to BF16 and F16.
+    func checkLayout(_ folder: URL, _ name: String, marker: String) throws {
+        let folder = try TestPaths.require(folder, name, marker: marker)
         try checkAgainstReference(folder.path, tolerance: 1e-3, allRows: true)
-    }
-
-    func testConsolidatedConvertedToBF16AndF16() throws {
-        let folder = try TestPaths.require(TestPaths.consolidated, "tiny-mixtral-consolidated", marker: "consolidated.safetensors")
         for type: TensorType in [.bf16, .f16] {
             try checkAgainstReference(try ConvertedFixture.path(type, from: folder), tolerance: 1e-3, allRows: true)
         }
     }
 
-    /// The f16 shards hold tiny-mixtral's weights rounded to f16; the reference README measured
-    /// their logits within ~1e-5 of the bf16 model's.
-    func testF16ShardedFolderDirect() throws {
-        let folder = try TestPaths.require(TestPaths.f16Sharded, "tiny-mixtral-f16-sharded", marker: "model.safetensors.index.json")
-        try checkAgainstReference(folder.path, tolerance: 1e-3, allRows: true)
+    func testConsolidatedLayout() throws {
+        try checkLayout(TestPaths.consolidated, "tiny-mixtral-consolidated", marker: "consolidated.safetensors")
     }
 
-    func testF16ShardsConvertedToBF16AndF16() throws {
-        let folder = try TestPaths.require(TestPaths.f16Sharded, "tiny-mixtral-f16-sharded", marker: "model.safetensors.index.json")
-        for type: TensorType in [.bf16, .f16] {
-            try checkAgainstReference(try ConvertedFixture.path(type, from: folder), tolerance: 1e-3, allRows: true)
-        }
+    func testF16ShardedLayout() throws {
+        try checkLayout(TestPaths.f16Sharded, "tiny-mixtral-f16-sharded", marker: "model.safetensors.index.json")
     }
 
     func testF16KVCache() throws {
