@@ -43,6 +43,9 @@ public final class Transformer: @unchecked Sendable {
     let expertTokens: UnsafeMutablePointer<Int32> // [nExperts, B] token indices per expert
     let expertTokenWeight: UnsafeMutablePointer<Float> // [nExperts, B]
     let expertCount: UnsafeMutablePointer<Int> // [nExperts]
+    /// mincore's vector for ``MappedFile/prefetch(_:scratch:capacity:)``: one byte per page.
+    let residency: UnsafeMutablePointer<UInt8>
+    let residencyCapacity = 4096
     let xe: UnsafeMutablePointer<Float>        // [B, nEmbd] gathered expert input
     let hg: UnsafeMutablePointer<Float>        // [B, nFF] gate
     let hu: UnsafeMutablePointer<Float>        // [B, nFF] up
@@ -86,6 +89,7 @@ public final class Transformer: @unchecked Sendable {
         xq = QuantizedActivations(capacity: B * max(c.nEmbd, c.nFF, qDim))
         invFreq = (0..<(c.ropeDim / 2)).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(c.ropeDim)) }
         allocations = allocs
+        residency = .allocate(capacity: residencyCapacity)
         if adviseExperts {
             // No readahead anywhere in the mapped files: readahead around any touched page (8 MiB
             // here) would pull neighbouring experts in. The shared weights, needed for every token,
@@ -101,7 +105,7 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    deinit { for p in allocations { p.deallocate() } }
+    deinit { for p in allocations { p.deallocate() }; residency.deallocate() }
 
     /// Forgets the KV cache contents (the next token goes at position 0).
     public func reset() { position = 0; expertTrace.removeAll(keepingCapacity: true) }
@@ -187,7 +191,7 @@ public final class Transformer: @unchecked Sendable {
                 }
                 if adviseExperts {
                     for e in 0..<c.nExperts where expertCount[e] > 0 {
-                        for r in weights.expertRanges[l][e] { weights.expertFiles[l].advise(.willNeed, r) }
+                        for r in weights.expertRanges[l][e] { weights.expertFiles[l].prefetch(r, scratch: residency, capacity: residencyCapacity) }
                     }
                 }
                 // Each chosen expert runs once over all its tokens; outputs are added weighted.
