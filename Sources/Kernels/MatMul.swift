@@ -13,9 +13,17 @@ public enum MatMul {
     public static func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                               _ y: UnsafeMutablePointer<Float>, yStride: Int, rows: Range<Int>) {
         let tiled = (w.type == .f16 || w.type == .bf16 || w.type == .f32) && w.cols % 32 == 0
+        let tiledQ8 = w.type == .q8_0 && w.cols % 32 == 0
         for r in rows {
             let row = w.row(r)
             var t = 0
+            if tiledQ8 {
+                while t + 4 <= count {
+                    let v = Dot.q8_0Float4(row, x + t * xStride, xStride: xStride, count: w.cols)
+                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+                    t += 4
+                }
+            }
             if tiled {
                 while t + 4 <= count {
                     let v = Dot.float4(row, x + t * xStride, xStride: xStride, count: w.cols, type: w.type)
@@ -82,3 +90,44 @@ extension Dot {
     }
 }
 
+extension Dot {
+    /// One Q8_0 row against four float activation vectors: each block's 32 weights are converted
+    /// once and used four times. Per vector exactly the arithmetic of the one-vector Q8_0 kernel,
+    /// so a token's result does not depend on its batch. `n` must be a multiple of 32.
+    @inlinable
+    public static func q8_0Float4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int) -> SIMD4<Float> {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var b = w
+        var i = 0
+        @inline(__always) func term(_ w0: SIMD8<Float>, _ w1: SIMD8<Float>, _ w2: SIMD8<Float>, _ w3: SIMD8<Float>,
+                                    _ x: UnsafePointer<Float>) -> SIMD8<Float> {
+            var s = w0 * load8(x, i)
+            s.addProduct(w1, load8(x, i + 8))
+            s.addProduct(w2, load8(x, i + 16))
+            s.addProduct(w3, load8(x, i + 24))
+            return s
+        }
+        while i < n {
+            let d = SIMD8<Float>(repeating: Float(b.loadUnaligned(as: Float16.self)))
+            let w0 = bytesToFloats(b, 2), w1 = bytesToFloats(b, 10), w2 = bytesToFloats(b, 18), w3 = bytesToFloats(b, 26)
+            a0.addProduct(term(w0, w1, w2, w3, x), d)
+            a1.addProduct(term(w0, w1, w2, w3, x + xStride), d)
+            a2.addProduct(term(w0, w1, w2, w3, x + 2 * xStride), d)
+            a3.addProduct(term(w0, w1, w2, w3, x + 3 * xStride), d)
+            b += 34
+            i += 32
+        }
+        return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    }
+}
+
+extension Dot {
+    /// Eight signed bytes at `q + i` as floats, element by element: no generic SIMD conversion,
+    /// which the compiler leaves as a call in large kernels (LLVM turns this into vpmovsxbd +
+    /// vcvtdq2ps). Same values as ``int8s(_:_:)``.
+    @inlinable @inline(__always)
+    static func bytesToFloats(_ q: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        let p = (q + i).assumingMemoryBound(to: Int8.self)
+        return SIMD8<Float>(Float(p[0]), Float(p[1]), Float(p[2]), Float(p[3]), Float(p[4]), Float(p[5]), Float(p[6]), Float(p[7]))
+    }
+}
