@@ -20,6 +20,9 @@ public struct Benchmark {
         public var probe_gbps: Double
         public var fraction_of_limit: Double
         public var repeats: Int
+        /// Bytes read from disk per decoded token (`/proc/self/io` read_bytes over the decode
+        /// phase): 0 when the model is in memory; what a memory cap costs.
+        public var disk_bytes_per_token: Double = 0
     }
 
     public let model: Model
@@ -66,7 +69,7 @@ public struct Benchmark {
                                  contextLength: promptTokens + genTokens + 1, maxBatch: min(max(promptTokens, 1), 512))
         tf.traceExperts = true
         tf.int8Activations = !floatActivations
-        var pp: [Double] = [], tg: [Double] = [], ttft: [Double] = [], bytes: [Double] = []
+        var pp: [Double] = [], tg: [Double] = [], ttft: [Double] = [], bytes: [Double] = [], disk: [Double] = []
         let shared = model.weights.bytesPerToken()
         for _ in 0..<max(repeats, 1) {
             tf.reset()
@@ -83,12 +86,14 @@ public struct Benchmark {
             pp.append(Double(prompt.count) / tPrompt)
             let traceStart = tf.expertTrace.count
             let t1 = Benchmark.now()
+            let read0 = Benchmark.readBytes()
             for _ in 0..<genTokens {
                 try next.withUnsafeBufferPointer { try tf.forward($0, logits: .last) }
                 next[0] = argmax(tf.logits, c.nVocab)
             }
             let tGen = Double(Benchmark.now() - t1) / 1e9
             tg.append(Double(genTokens) / tGen)
+            disk.append(Double(Benchmark.readBytes() - read0) / Double(max(genTokens, 1)))
             // Bytes per decoded token: shared weights + the distinct experts chosen in each layer.
             let perExpert = model.weights.layers.first.map { l in Double(l.experts[0].gate.byteCount + l.experts[0].up.byteCount + l.experts[0].down.byteCount) } ?? 0
             let expertsAssumed = Double(max(c.nExpertsUsed, 1) * c.nLayers)
@@ -106,7 +111,7 @@ public struct Benchmark {
         return Result(threads: pool.threads, prompt_tokens: promptTokens, gen_tokens: genTokens,
                       prompt_tokens_per_s: median(pp), decode_tokens_per_s: decode, ttft_s: median(ttft),
                       bytes_per_token: bpt, effective_gbps: eff, probe_gbps: probe, fraction_of_limit: probe > 0 ? eff / probe : 0,
-                      repeats: max(repeats, 1))
+                      repeats: max(repeats, 1), disk_bytes_per_token: median(disk))
     }
 
     /// Cold start: with the model file dropped from the page cache, the bytes actually read from
