@@ -110,10 +110,11 @@ public struct BaseLogitsFile: Sendable {
         }
     }
 
-    /// Throws unless the stored next tokens are those of `plan` (same tokenization).
+    /// Throws unless the stored next tokens are those of `plan` (same tokenization). The plan may
+    /// score fewer windows than the file holds (`--chunks`): the file's first ones are used.
     public func check(plan: ScoringPlan, path: String) throws {
-        guard header.chunks == plan.chunkCount, header.positions_per_chunk == plan.positionsPerChunk,
-              count == plan.tokensScored else {
+        guard header.chunks >= plan.chunkCount, header.positions_per_chunk == plan.positionsPerChunk,
+              count == header.chunks * header.positions_per_chunk else {
             throw EvaluationError("\(path) holds \(count) positions in \(header.chunks) windows, but this text gives \(plan.tokensScored) in \(plan.chunkCount)")
         }
         var i = 0

@@ -21,6 +21,7 @@ extension Session {
     static let archiveMagic = Array("OCTETSES".utf8)
 
     public func save(to path: String) throws {
+        busy.lock(); defer { busy.unlock() }
         let c = model.config
         let header = ArchiveHeader(nLayers: c.nLayers, nEmbd: c.nEmbd, nVocab: c.nVocab, kvRowLength: transformer.cache.rowLength,
                                    kvType: transformer.cache.type.rawValue, position: transformer.position,
@@ -43,6 +44,7 @@ extension Session {
     }
 
     public func load(from path: String) throws {
+        busy.lock(); defer { busy.unlock() }
         guard let data = FileManager.default.contents(atPath: path) else { throw EngineError("\(path): cannot read") }
         let raw: [UInt8]
         do { raw = try Zstd.decompress(Array(data)) } catch { throw EngineError("\(path): not an Octet session (\(error))") }

@@ -67,8 +67,16 @@ public final class Session: @unchecked Sendable {
 
     /// Forgets the conversation and the cache.
     public func reset() {
+        busy.lock(); defer { busy.unlock() }
         transformer.reset(); cachedTokens = []; messages = []; history = []
     }
+
+    /// Held for the whole of every operation on the model (generate, respond, save, load, reset):
+    /// the transformer, its KV cache and the worker pool serve one caller at a time. A streamed
+    /// answer that was abandoned holds it until its thread has stopped (at the next token), so
+    /// the next call waits for that instead of running beside it. Recursive: respond calls
+    /// generate.
+    let busy = NSRecursiveLock()
 
     /// Evaluates `prompt` (reusing the cached prefix), then samples up to `maxTokens` tokens,
     /// calling `onText` with each piece of text as soon as it is complete UTF-8 and cannot be the
@@ -76,6 +84,7 @@ public final class Session: @unchecked Sendable {
     public func generate(prompt: [Int32], maxTokens: Int, stop: [String] = [],
                          shouldContinue: () -> Bool = { true },
                          onText: (String) -> Void = { _ in }) throws -> GenerationResult {
+        busy.lock(); defer { busy.unlock() }
         precondition(!prompt.isEmpty)
         var stats = GenerationStats()
         let start = DispatchTime.now().uptimeNanoseconds
@@ -106,10 +115,10 @@ public final class Session: @unchecked Sendable {
         sampler.reseed(sampling.seed)
         var decoder = StreamingDecoder(tokenizer: tokenizer, isFirst: true)
         var generated: [Int32] = []
-        generated.reserveCapacity(maxTokens)
+        generated.reserveCapacity(min(maxTokens, contextLength))
         // The answer as UTF-8 (whole characters only); `emitted` bytes of it went to onText.
         var text: [UInt8] = []
-        text.reserveCapacity(maxTokens * 8)
+        text.reserveCapacity(min(maxTokens, contextLength) * 8)
         var emitted = 0
         let stops = stop.filter { !$0.isEmpty }.map { Array($0.utf8) }
         var finish = FinishReason.length
@@ -190,6 +199,7 @@ public final class Session: @unchecked Sendable {
     /// turns are dropped (with a notice) and the rest re-evaluated.
     public func respond(to user: String, system: String? = nil, maxTokens: Int = 512,
                         shouldContinue: () -> Bool = { true }, onText: (String) -> Void = { _ in }) throws -> GenerationResult {
+        busy.lock(); defer { busy.unlock() }
         if messages.isEmpty, let system, !system.isEmpty { messages.append(ChatMessage(role: .system, content: system)) }
         var prompt: [Int32]
         if history.isEmpty {
@@ -232,7 +242,12 @@ public final class Session: @unchecked Sendable {
               Array(history.prefix(cachedTokens.count)) == cachedTokens else { return }
         let pending = Array(history[cachedTokens.count...])
         transformer.rewind(to: cachedTokens.count)
-        try pending.withUnsafeBufferPointer { try transformer.forward($0, logits: .none) }
+        var i = 0
+        while i < pending.count {
+            let n = min(transformer.maxBatch, pending.count - i)
+            try pending[i..<(i + n)].withUnsafeBufferPointer { try transformer.forward($0, logits: .none) }
+            i += n
+        }
         cachedTokens += pending
     }
 
@@ -244,6 +259,9 @@ public final class Session: @unchecked Sendable {
             let stopped = StopFlag()
             continuation.onTermination = { _ in stopped.set() }
             let worker = Thread {
+                self.busy.lock(); defer { self.busy.unlock() }
+                // Abandoned before it started: leave the conversation as it is.
+                if stopped.isSet { continuation.finish(); return }
                 do {
                     _ = try self.respond(to: user, system: nil, maxTokens: maxTokens,
                                          shouldContinue: { !stopped.isSet }) { continuation.yield($0) }

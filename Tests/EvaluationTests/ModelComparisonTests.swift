@@ -120,6 +120,28 @@ final class ModelComparisonTests: XCTestCase {
         }
     }
 
+    /// `--chunks 1` against a file saved over every window: the file's first window is used, and
+    /// the figures equal a one-pass comparison of that window alone.
+    func testBaseLogitsFileWithFewerChunks() throws {
+        let one = try Self.q8Comparison()
+        XCTAssertGreaterThanOrEqual(one.report.chunks, 2)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("octet-eval-\(UUID().uuidString).octbl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try one.baseFile!.write(to: path)
+        var options = Self.options
+        options.maxChunks = 1
+        let fromFile = try QualityComparison.compare(baseFile: try BaseLogitsFile.read(path: path), path: path, quant: try Self.q8(),
+                                                     text: Self.text, options: options, pool: Self.pool).report
+        let direct = try QualityComparison.compare(base: try Self.base(), quant: try Self.q8(), text: Self.text,
+                                                   options: options, pool: Self.pool).report
+        XCTAssertEqual(fromFile.chunks, 1)
+        XCTAssertEqual(fromFile.tokens_scored, direct.tokens_scored)
+        XCTAssertEqual(fromFile.base.perplexity, direct.base.perplexity, accuracy: 1e-9 * direct.base.perplexity)
+        XCTAssertEqual(fromFile.quant.perplexity, direct.quant.perplexity)
+        XCTAssertEqual(fromFile.top1_agreement, direct.top1_agreement)
+        XCTAssertEqual(fromFile.routing_agreement, direct.routing_agreement)
+    }
+
     func testMismatchedBaseLogitsFileIsRefused() throws {
         let file = try Self.selfComparison().baseFile!
         let base = try Self.base()

@@ -56,6 +56,19 @@ final class LibraryExampleTests: XCTestCase {
                        "respond(to:) generated the whole answer (\(String(format: "%.2f", returnedAfter)) s of \(String(format: "%.2f", total)) s) before returning the stream: nothing is streamed")
     }
 
+    /// Abandoning a streamed answer and asking again at once: the second call waits for the first
+    /// generation to stop instead of running beside it on the same model, and the conversation
+    /// holds both turns in order.
+    func testAbandonedStreamThenNextTurn() async throws {
+        let session = try greedySession(try Shared.fixture())
+        for try await _ in session.respond(to: "Write a long story about the sea.", maxTokens: 200) { break }
+        let r = try session.respond(to: "Name three rivers in France.", system: nil, maxTokens: 8)
+        XCTAssertFalse(r.tokens.isEmpty)
+        XCTAssertEqual(session.messages.map(\.role), [.user, .assistant, .user, .assistant])
+        XCTAssertEqual(session.messages.last(where: { $0.role == .user })?.content, "Name three rivers in France.")
+        XCTAssertEqual(Array(session.history.prefix(session.cachedTokens.count)), session.cachedTokens)
+    }
+
     /// Errors surface through the stream.
     func testRespondStreamThrowsErrors() async throws {
         let session = try greedySession(try Shared.fixture(), contextLength: 8)
