@@ -150,6 +150,12 @@ public final class Transformer: @unchecked Sendable {
 
         for (l, layer) in weights.layers.enumerated() {
             var trace: [ExpertChoice] = []
+            if adviseExperts {
+                // Shared weights were fetched at start-up; under memory pressure they may have been
+                // evicted since, and with no readahead they would return a page at a time.
+                prefetch(layer.wq, layer: l); prefetch(layer.wk, layer: l)
+                prefetch(layer.wv, layer: l); prefetch(layer.wo, layer: l)
+            }
             // Attention rmsnorm.
             rmsNorm(x, layer.attnNorm, into: xb, count: B)
             // Q, K, V projections.
@@ -222,6 +228,7 @@ public final class Transformer: @unchecked Sendable {
         }
 
         // Final rmsnorm and output head.
+        if adviseExperts && wanted != .none { prefetch(weights.output, layer: 0) }
         switch wanted {
         case .none: break
         case .last:
@@ -232,6 +239,15 @@ public final class Transformer: @unchecked Sendable {
             linear(weights.output, xb, xStride: c.nEmbd, count: B, logits, yStride: c.nVocab)
         }
         position += B
+    }
+
+    /// WILLNEED on `m`'s bytes unless they are all resident (a page-table check: cheap when they are).
+    func prefetch(_ m: WeightMatrix, layer l: Int) {
+        guard l < weights.expertFiles.count else { return }   // dense models: nothing advised
+        let file = weights.expertFiles[l], o = m.base - file.base
+        if o >= 0 && o + m.byteCount <= file.size {
+            file.prefetch(o..<(o + m.byteCount), scratch: residency, capacity: residencyCapacity)
+        }
     }
 
     /// y_t = W·x_t for `count` vectors; Q8_0 weights take the integer path on 8-bit activations.
