@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Kernels
 
 /// How the next token is picked from the logits.
 public struct SamplingOptions: Sendable, Equatable {
@@ -24,19 +25,6 @@ public struct SamplingOptions: Sendable, Equatable {
     public static var greedy: SamplingOptions {
         var o = SamplingOptions(); o.temperature = 0; o.repeatPenalty = 1; o.topK = 0; o.topP = 1; o.minP = 0
         return o
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64).
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

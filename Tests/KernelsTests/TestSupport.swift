@@ -1,18 +1,8 @@
 import Foundation
 import Kernels
 
-/// A small deterministic random number generator for reproducible tests.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Test data from the library's deterministic generator.
+extension SplitMix64 {
     /// Roughly normal (Box–Muller), scaled.
     mutating func gaussian(_ sigma: Float = 1) -> Float {
         let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self)
