@@ -1,12 +1,11 @@
 /// Activation vectors quantized to 8-bit blocks of 32 for Q8_0 integer dot products (as ggml pairs
 /// Q8_0 weights with Q8_0 activations): per block a float scale `d = max|x|/127` and the 32 values
-/// `round(x/d)` stored as Int16, the 16 even-indexed values first, then the 16 odd-indexed ones,
-/// matching how the kernel splits a weight block's bytes into even and odd 16-bit lanes.
+/// `round(x/d)` as Int8 in their natural order (|q| ≤ 127, so negating one never overflows).
 public final class QuantizedActivations: @unchecked Sendable {
     public let capacity: Int
     public private(set) var count = 0
     public private(set) var rowLength = 0
-    @usableFromInline let q: UnsafeMutablePointer<Int16>
+    @usableFromInline let q: UnsafeMutablePointer<Int8>
     @usableFromInline let d: UnsafeMutablePointer<Float>
 
     /// - Parameter capacity: values (vectors × row length) the buffer can hold.
@@ -34,66 +33,112 @@ public final class QuantizedActivations: @unchecked Sendable {
                 let blk = (t * n / 32) + b
                 d[blk] = scale
                 let o = q + blk * 32
-                for i in 0..<16 {
-                    o[i] = Int16((v[2 * i] * inv).rounded(.toNearestOrAwayFromZero))
-                    o[16 + i] = Int16((v[2 * i + 1] * inv).rounded(.toNearestOrAwayFromZero))
-                }
+                for i in 0..<32 { o[i] = Int8((v[i] * inv).rounded(.toNearestOrAwayFromZero)) }
             }
         }
     }
 
-    /// Block pointer and scales of vector `t`.
+    /// Block values and scales of vector `t`.
     @inlinable @inline(__always)
-    func vector(_ t: Int) -> (UnsafePointer<Int16>, UnsafePointer<Float>) {
+    func vector(_ t: Int) -> (UnsafePointer<Int8>, UnsafePointer<Float>) {
         (UnsafePointer(q + t * rowLength), UnsafePointer(d + t * rowLength / 32))
     }
 
     /// The dequantized value i of vector t (for tests).
     public func value(_ t: Int, _ i: Int) -> Float {
-        let blk = (t * rowLength + i) / 32, j = i % 32
-        return d[blk] * Float(q[blk * 32 + (j % 2 == 0 ? j / 2 : 16 + j / 2)])
+        d[(t * rowLength + i) / 32] * Float(q[t * rowLength + i])
     }
 }
 
 extension Dot {
-    /// Q8_0 row · quantized activations: Σ_blocks d_w·d_x·Σ q_w·q_x. The weight block's 32 bytes
-    /// load as 16 little-endian 16-bit lanes; shifts give the sign-extended even and odd bytes,
-    /// which multiply the activation's even and odd values in 16-bit lanes (|q_w·q_x| ≤ 127², two of
-    /// them add up within Int16), then widen to Int32 and Float for the scaled accumulation.
+    /// Q8_0 row · quantized activations: Σ_blocks d_w·d_x·Σ q_w·q_x.
+    ///
+    /// Per block, the products run as `vpmaddubsw` does them: the weights' magnitudes |q_w|
+    /// (unsigned, ≤ 128) times the activations carrying the weights' signs (|q_x| ≤ 127), adjacent
+    /// pairs summed in 16 bits (|sum| ≤ 2·128·127 < 2¹⁵, so the saturation never acts), then the
+    /// 16-bit pairs widened and summed to 8 Int32 lanes, converted to Float and scaled. Exact for
+    /// every weight byte, −128 included.
     @inlinable
-    public static func q8_0(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
-        // Two blocks per step into two accumulators: the fused multiply-adds of consecutive
-        // blocks do not wait for each other.
+    public static func q8_0(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+        // Blocks alternate between two accumulators (swapped after each block), so consecutive
+        // fused multiply-adds do not wait for each other; the four-vector tile keeps this order.
         var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         var b = w
-        var k = 0
-        while k + 2 <= blocks {
-            let x = UnsafeRawPointer(xq + k * 32)
-            let s0 = Float(b.loadUnaligned(as: Float16.self)) * xd[k]
-            let s1 = Float(b.loadUnaligned(fromByteOffset: 34, as: Float16.self)) * xd[k + 1]
-            acc0.addProduct(q8Block(b, x), SIMD8(repeating: s0))
-            acc1.addProduct(q8Block(b + 34, x + 64), SIMD8(repeating: s1))
-            b += 68; k += 2
-        }
-        if k < blocks {
-            let s0 = Float(b.loadUnaligned(as: Float16.self)) * xd[k]
-            acc0.addProduct(q8Block(b, UnsafeRawPointer(xq + k * 32)), SIMD8(repeating: s0))
+        for k in 0..<blocks {
+            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
+            let sign = signMask(v)
+            let products = q8Products(magnitudes(v, sign), sign, UnsafeRawPointer(xq + 32 * k))
+            acc0.addProduct(products, SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self)) * xd[k]))
+            swap(&acc0, &acc1)
+            b += 34
         }
         return (acc0 + acc1).sum()
     }
 
-    /// Σ q_w·q_x of one Q8_0 weight block (at `b`, scale first) and one activation block, as 8
-    /// float lanes (each the sum of four products).
+    /// 0xFF where the byte is negative, 0 elsewhere (`vpcmpgtb`).
     @inlinable @inline(__always)
-    static func q8Block(_ b: UnsafeRawPointer, _ x: UnsafeRawPointer) -> SIMD8<Float> {
-        let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int16>.self)
-        return q8Term((v &<< 8) &>> 8, v &>> 8, x)
+    static func signMask(_ v: SIMD32<Int8>) -> SIMD32<Int8> {
+        unsafeBitCast(v .< SIMD32<Int8>(), to: SIMD32<Int8>.self)
+    }
+
+    /// |v| as unsigned bytes, given v's sign mask: (v ^ m) − m, which LLVM emits as `vpabsb`.
+    @inlinable @inline(__always)
+    static func magnitudes(_ v: SIMD32<Int8>, _ sign: SIMD32<Int8>) -> SIMD32<UInt8> {
+        unsafeBitCast(xor(v, sign) &- sign, to: SIMD32<UInt8>.self)
+    }
+
+    /// Bitwise xor of byte vectors through 32-bit lanes (the byte-lane operator is not vectorized).
+    @inlinable @inline(__always)
+    static func xor(_ a: SIMD32<Int8>, _ b: SIMD32<Int8>) -> SIMD32<Int8> {
+        unsafeBitCast(unsafeBitCast(a, to: SIMD8<Int32>.self) ^ unsafeBitCast(b, to: SIMD8<Int32>.self), to: SIMD32<Int8>.self)
+    }
+
+    /// Σ q_w·q_x of one block (weight magnitudes and sign mask, activation block at `x`) as 8
+    /// float lanes, each the sum of four products.
+    @inlinable @_transparent
+    static func q8Products(_ magnitude: SIMD32<UInt8>, _ sign: SIMD32<Int8>, _ x: UnsafeRawPointer) -> SIMD8<Float> {
+        let signed = xor(x.loadUnaligned(as: SIMD32<Int8>.self), sign) &- sign
+        let pairs = unsafeBitCast(multiplyAddAdjacent(magnitude, signed), to: SIMD8<Int32>.self)
+        return floats(((pairs &<< 16) &>> 16) &+ (pairs &>> 16))
+    }
+
+    /// u[2i]·s[2i] + u[2i+1]·s[2i+1] for i in 0..<16, saturated to Int16: written in the shape
+    /// LLVM's x86 back end matches to one `vpmaddubsw` (element-wise widening loops, a clamp, a
+    /// truncation). The generic SIMD conversions would compile to calls instead.
+    @inlinable @inline(__always)
+    static func multiplyAddAdjacent(_ u: SIMD32<UInt8>, _ s: SIMD32<Int8>) -> SIMD16<Int16> {
+        let sum = widen(u.evenHalf) &* widen(s.evenHalf) &+ widen(u.oddHalf) &* widen(s.oddHalf)
+        var r = SIMD16<Int16>()
+        for i in 0..<16 { r[i] = Int16(truncatingIfNeeded: Swift.min(Swift.max(sum[i], -32768), 32767)) }
+        return r
+    }
+
+    @inlinable @inline(__always)
+    static func widen(_ v: SIMD16<UInt8>) -> SIMD16<Int32> {
+        var r = SIMD16<Int32>()
+        for i in 0..<16 { r[i] = Int32(v[i]) }
+        return r
+    }
+
+    @inlinable @inline(__always)
+    static func widen(_ v: SIMD16<Int8>) -> SIMD16<Int32> {
+        var r = SIMD16<Int32>()
+        for i in 0..<16 { r[i] = Int32(v[i]) }
+        return r
+    }
+
+    /// Int32 → Float lane by lane (`vcvtdq2ps`).
+    @inlinable @inline(__always)
+    static func floats(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+        var r = SIMD8<Float>()
+        for i in 0..<8 { r[i] = Float(v[i]) }
+        return r
     }
 
     /// Four activation vectors against one Q8_0 row: each weight block is decoded once and used
     /// four times (prompt processing). Same arithmetic per vector as ``q8_0(_:_:_:blocks:)``.
     @inlinable
-    public static func q8_0x4(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>,
+    public static func q8_0x4(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>,
                               vectorStride: Int, blocks: Int) -> SIMD4<Float> {
         // Even blocks into the e accumulators, odd ones into the o accumulators, summed as
         // (e + o) at the end: exactly the order of ``q8_0(_:_:_:blocks:)``, so a token's result
@@ -104,11 +149,11 @@ extension Dot {
         var b = w
         for k in 0..<blocks {
             let dw = Float(b.loadUnaligned(as: Float16.self))
-            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int16>.self)
-            let even = (v &<< 8) &>> 8, odd = v &>> 8
+            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
+            let sign = signMask(v), magnitude = magnitudes(v, sign)
             let x = UnsafeRawPointer(xq + k * 32)
-            let t0 = q8Term(even, odd, x), t1 = q8Term(even, odd, x + 2 * vectorStride)
-            let t2 = q8Term(even, odd, x + 4 * vectorStride), t3 = q8Term(even, odd, x + 6 * vectorStride)
+            let t0 = q8Products(magnitude, sign, x), t1 = q8Products(magnitude, sign, x + vectorStride)
+            let t2 = q8Products(magnitude, sign, x + 2 * vectorStride), t3 = q8Products(magnitude, sign, x + 3 * vectorStride)
             let s0 = SIMD8(repeating: dw * xd[k]), s1 = SIMD8(repeating: dw * xd[k + ds])
             let s2 = SIMD8(repeating: dw * xd[k + 2 * ds]), s3 = SIMD8(repeating: dw * xd[k + 3 * ds])
             if k & 1 == 0 {
@@ -121,33 +166,15 @@ extension Dot {
         return SIMD4((e0 + o0).sum(), (e1 + o1).sum(), (e2 + o2).sum(), (e3 + o3).sum())
     }
 
-    /// Σ of one weight block's products with one activation block, as 8 float lanes.
-    @inlinable @inline(__always)
-    static func q8Term(_ even: SIMD16<Int16>, _ odd: SIMD16<Int16>, _ x: UnsafeRawPointer) -> SIMD8<Float> {
-        let p = even &* x.loadUnaligned(as: SIMD16<Int16>.self) &+ odd &* x.loadUnaligned(fromByteOffset: 32, as: SIMD16<Int16>.self)
-        let u = unsafeBitCast(p, to: SIMD8<Int32>.self)
-        let pairs = ((u &<< 16) &>> 16) &+ (u &>> 16)
-        return exactFloat(pairs)
-    }
-
-    /// Int32 → Float for |v| < 2²² without a conversion call: adding v to the bits of 1.5·2²³
-    /// gives the float 1.5·2²³ + v exactly; subtracting 1.5·2²³ leaves v.
-    @inlinable @inline(__always)
-    static func exactFloat(_ v: SIMD8<Int32>) -> SIMD8<Float> {
-        unsafeBitCast(v &+ 0x4B40_0000, to: SIMD8<Float>.self) - SIMD8<Float>(repeating: 12_582_912)
-    }
-
     /// Scalar twin of the integer Q8_0 kernel.
-    public static func q8_0Reference(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int16>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+    public static func q8_0Reference(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
         var total: Float = 0
         for k in 0..<blocks {
             let blk = w + k * 34
             let dw = HalfPrecision.float(fromF16: UInt16(littleEndian: blk.loadUnaligned(as: UInt16.self)))
             var s: Int32 = 0
             for i in 0..<32 {
-                let qw = Int32(blk.load(fromByteOffset: 2 + i, as: Int8.self))
-                let qx = Int32(xq[k * 32 + (i % 2 == 0 ? i / 2 : 16 + i / 2)])
-                s += qw * qx
+                s += Int32(blk.load(fromByteOffset: 2 + i, as: Int8.self)) * Int32(xq[k * 32 + i])
             }
             total += dw * xd[k] * Float(s)
         }

@@ -51,16 +51,13 @@ final class QuantizedActivationsTests: XCTestCase {
                 }
                 // Pull the kernel's inputs out of the activation buffer through the public API.
                 let (fast, twin): (Float, Float) = wbytes.withUnsafeBytes { wb in
-                    var qx = [Int16](repeating: 0, count: n), dx = [Float](repeating: 0, count: n / 32)
+                    var qx = [Int8](repeating: 0, count: n), dx = [Float](repeating: 0, count: n / 32)
                     for b in 0..<(n / 32) {
                         let block = (0..<32).map { x[b * 32 + $0] }
                         let amax = block.map(abs).max()!
                         dx[b] = amax / 127
                         let id: Float = dx[b] != 0 ? 1 / dx[b] : 0
-                        for i in 0..<16 {
-                            qx[b * 32 + i] = Int16(roundf(block[2 * i] * id))
-                            qx[b * 32 + 16 + i] = Int16(roundf(block[2 * i + 1] * id))
-                        }
+                        for i in 0..<32 { qx[b * 32 + i] = Int8(roundf(block[i] * id)) }
                     }
                     return qx.withUnsafeBufferPointer { q in dx.withUnsafeBufferPointer { d in
                         (Dot.q8_0(wb.baseAddress!, q.baseAddress!, d.baseAddress!, blocks: n / 32),

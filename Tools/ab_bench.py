@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Compare two octet builds on one model in a single alternating run.
+
+The machine is shared and noisy, so a speed change is only believable as a
+ratio against a baseline measured in the same run: this script runs
+`octet bench --json` from build A and build B alternately, --rounds times
+each, and prints the median prompt and decode speeds and the ratio B / A.
+
+Usage:
+    python3 Tools/ab_bench.py OLD_OCTET NEW_OCTET MODEL.gguf [--threads 2]
+        [--rounds 3] [--prompt 512] [--gen 64] [--extra "--kv-type f32"]
+
+Example (baseline from a git worktree of the previous commit):
+    git worktree add /tmp/old HEAD~1 && (cd /tmp/old && swift build -c release)
+    python3 Tools/ab_bench.py /tmp/old/.build/release/octet .build/release/octet /tmp/bench-q8_0.gguf
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+
+def run(octet, model, a):
+    cmd = [octet, "bench", model, "--json", "--repeat", "1", "--probe-mb", "0",
+           "--threads", str(a.threads), "--prompt", str(a.prompt), "--gen", str(a.gen)] + a.extra.split()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("model")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--prompt", type=int, default=512)
+    p.add_argument("--gen", type=int, default=64)
+    p.add_argument("--extra", default="", help="more `octet bench` flags for both builds")
+    a = p.parse_args()
+    res = {"old": [], "new": []}
+    for r in range(a.rounds):
+        for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
+            j = run(getattr(a, name), a.model, a)
+            res[name].append(j)
+            print(f"round {r + 1} {name}: prompt {j['prompt_tokens_per_s']:.1f} tok/s, "
+                  f"decode {j['decode_tokens_per_s']:.2f} tok/s", file=sys.stderr)
+    print(f"model {a.model}, threads {a.threads}, {a.rounds} alternating rounds")
+    for key, label in (("prompt_tokens_per_s", f"prompt {a.prompt}"), ("decode_tokens_per_s", f"decode {a.gen}")):
+        old = statistics.median(j[key] for j in res["old"])
+        new = statistics.median(j[key] for j in res["new"])
+        print(f"{label:>12}: old {old:8.2f} tok/s   new {new:8.2f} tok/s   new/old {new / old:.3f}")
+    bpt = res["new"][0].get("bytes_per_token")
+    if bpt:
+        new_dec = statistics.median(j["decode_tokens_per_s"] for j in res["new"])
+        print(f"bytes per token {bpt / 1e6:.1f} MB; new decode moves {bpt * new_dec / 1e9:.1f} GB/s of weights")
+
+
+if __name__ == "__main__":
+    main()
