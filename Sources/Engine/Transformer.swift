@@ -54,6 +54,10 @@ public final class Transformer: @unchecked Sendable {
     let ropeSin: UnsafeMutablePointer<Float>   // [B, ropeDim/2]
     let invFreq: [Float]                       // [ropeDim/2]
     let xq: QuantizedActivations               // [B, max row length] int8 activations for Q8_0 weights
+    let xqExperts: QuantizedActivations        // [nExpertsUsed, nFF] the chosen experts' down inputs (decode)
+    let tasks: UnsafeMutablePointer<LinearTask> // [max(3, 2·nExpertsUsed)] products of one fused section
+    let taskCapacity: Int
+    let chosenExperts: UnsafeMutablePointer<Int> // [nExpertsUsed] one token's experts, ascending
     /// Multiply Q8_0 weights with activations quantized to 8 bits (as ggml does); off = float activations.
     public var int8Activations = true
     /// Logits of the last forward pass: [B or 1, nVocab].
@@ -83,10 +87,15 @@ public final class Transformer: @unchecked Sendable {
         att = buf(B * qDim); proj = buf(B * c.nEmbd); scores = buf(pool.threads * ctx)
         routerLogits = buf(B * nE); chosen = buf(B * nK, Int32.self); chosenWeight = buf(B * nK)
         expertTokens = buf(nE * B, Int32.self); expertTokenWeight = buf(nE * B); expertCount = buf(nE, Int.self)
-        xe = buf(B * c.nEmbd); hg = buf(B * c.nFF); hu = buf(B * c.nFF); ye = buf(B * c.nEmbd)
+        let BE = max(B, nK)   // decode puts each chosen expert's rows side by side
+        xe = buf(B * c.nEmbd); hg = buf(BE * c.nFF); hu = buf(BE * c.nFF); ye = buf(BE * c.nEmbd)
+        chosenExperts = buf(nK, Int.self)
         ropeCos = buf(B * c.ropeDim / 2); ropeSin = buf(B * c.ropeDim / 2)
         logits = buf(B * c.nVocab)
         xq = QuantizedActivations(capacity: B * max(c.nEmbd, c.nFF, qDim))
+        xqExperts = QuantizedActivations(capacity: nK * c.nFF)
+        taskCapacity = max(3, 2 * nK)
+        tasks = .allocate(capacity: taskCapacity)
         invFreq = (0..<(c.ropeDim / 2)).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(c.ropeDim)) }
         allocations = allocs
         residency = .allocate(capacity: residencyCapacity)
@@ -105,7 +114,7 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    deinit { for p in allocations { p.deallocate() }; residency.deallocate() }
+    deinit { for p in allocations { p.deallocate() }; residency.deallocate(); tasks.deallocate() }
 
     /// Forgets the KV cache contents (the next token goes at position 0).
     public func reset() { position = 0; expertTrace.removeAll(keepingCapacity: true) }
@@ -158,10 +167,13 @@ public final class Transformer: @unchecked Sendable {
             }
             // Attention rmsnorm.
             rmsNorm(x, layer.attnNorm, into: xb, count: B)
-            // Q, K, V projections.
-            linear(layer.wq, xb, xStride: c.nEmbd, count: B, q, yStride: qDim)
-            linear(layer.wk, xb, xStride: c.nEmbd, count: B, k, yStride: kvDim)
-            linear(layer.wv, xb, xStride: c.nEmbd, count: B, v, yStride: kvDim)
+            // Q, K, V projections: one section, the input quantized once.
+            let qkvInt = quantizeIfNeeded(xb, stride: c.nEmbd, count: B, rowLength: c.nEmbd,
+                                          anyQ8_0: layer.wq.type == .q8_0 || layer.wk.type == .q8_0 || layer.wv.type == .q8_0, into: xq)
+            setTask(0, layer.wq, xb, xStride: c.nEmbd, count: B, q, yStride: qDim, xq: qkvInt)
+            setTask(1, layer.wk, xb, xStride: c.nEmbd, count: B, k, yStride: kvDim, xq: qkvInt)
+            setTask(2, layer.wv, xb, xStride: c.nEmbd, count: B, v, yStride: kvDim, xq: qkvInt)
+            pool.run(UnsafeBufferPointer(start: tasks, count: 3))
             // RoPE on queries and keys, then keys and values into the cache.
             for t in 0..<B {
                 rope(q + t * qDim, heads: c.nHeads, token: t)
@@ -200,6 +212,11 @@ public final class Transformer: @unchecked Sendable {
                         for r in weights.expertRanges[l][e] { weights.expertFiles[l].prefetch(r, scratch: residency, capacity: residencyCapacity) }
                     }
                 }
+                if B == 1 {
+                    // One token: its experts' gate and up projections run as one section, then
+                    // their down projections as another.
+                    singleTokenExperts(layer)
+                } else {
                 // Each chosen expert runs once over all its tokens; outputs are added weighted.
                 for e in 0..<c.nExperts where expertCount[e] > 0 {
                     let n = expertCount[e]
@@ -214,6 +231,7 @@ public final class Transformer: @unchecked Sendable {
                         let dst = x + t * c.nEmbd, src = ye + i * c.nEmbd
                         for d in 0..<c.nEmbd { dst[d] += w * src[d] }
                     }
+                }
                 }
             } else {
                 // Dense model: one always-chosen FFN.
@@ -258,6 +276,61 @@ public final class Transformer: @unchecked Sendable {
             pool.matMul(w, xq, y, yStride: yStride)
         } else {
             pool.matMul(w, x, xStride: xStride, count: count, y, yStride: yStride)
+        }
+    }
+
+    /// Quantizes `count` vectors at `x` into `xq` when a Q8_0 matrix will take the integer path.
+    func quantizeIfNeeded(_ x: UnsafePointer<Float>, stride: Int, count: Int, rowLength: Int, anyQ8_0: Bool,
+                          into xq: QuantizedActivations) -> QuantizedActivations? {
+        guard int8Activations && anyQ8_0 else { return nil }
+        xq.quantize(x, stride: stride, count: count, rowLength: rowLength)
+        return xq
+    }
+
+    /// tasks[i] = y = W·x, on the integer path when `w` is Q8_0 and `xq` holds x quantized.
+    func setTask(_ i: Int, _ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
+                 _ y: UnsafeMutablePointer<Float>, yStride: Int, xq: QuantizedActivations?, first: Int = 0) {
+        precondition(i < taskCapacity)
+        if let xq, w.type == .q8_0 {
+            (tasks + i).initialize(to: LinearTask(w, xq, first: first, count: count, y, yStride: yStride))
+        } else {
+            (tasks + i).initialize(to: LinearTask(w, x, xStride: xStride, count: count, y, yStride: yStride))
+        }
+    }
+
+    /// The experts of a single token (xb): gate and up of every chosen expert in one section,
+    /// SiLU, down of every chosen expert in one section, then x += Σ weight·output in ascending
+    /// expert order (the order the batched path adds them in, so results do not depend on B).
+    func singleTokenExperts(_ layer: LayerWeights) {
+        let c = config
+        var n = 0, gateUpQ8_0 = false, downQ8_0 = false
+        for e in 0..<c.nExperts where expertCount[e] > 0 {
+            chosenExperts[n] = e; n += 1
+            let w = layer.experts[e]
+            gateUpQ8_0 = gateUpQ8_0 || w.gate.type == .q8_0 || w.up.type == .q8_0
+            downQ8_0 = downQ8_0 || w.down.type == .q8_0
+        }
+        let inInt = quantizeIfNeeded(xb, stride: c.nEmbd, count: 1, rowLength: c.nEmbd, anyQ8_0: gateUpQ8_0, into: xq)
+        for j in 0..<n {
+            let w = layer.experts[chosenExperts[j]]
+            setTask(2 * j, w.gate, xb, xStride: c.nEmbd, count: 1, hg + j * c.nFF, yStride: c.nFF, xq: inInt)
+            setTask(2 * j + 1, w.up, xb, xStride: c.nEmbd, count: 1, hu + j * c.nFF, yStride: c.nFF, xq: inInt)
+        }
+        pool.run(UnsafeBufferPointer(start: tasks, count: 2 * n))
+        for i in 0..<(n * c.nFF) {
+            let g = hg[i]
+            hg[i] = g / (1 + expf(-g)) * hu[i]
+        }
+        let hInt = quantizeIfNeeded(hg, stride: c.nFF, count: n, rowLength: c.nFF, anyQ8_0: downQ8_0, into: xqExperts)
+        for j in 0..<n {
+            setTask(j, layer.experts[chosenExperts[j]].down, hg + j * c.nFF, xStride: c.nFF, count: 1, ye + j * c.nEmbd, yStride: c.nEmbd,
+                    xq: hInt, first: j)
+        }
+        pool.run(UnsafeBufferPointer(start: tasks, count: n))
+        for j in 0..<n {
+            let w = expertTokenWeight[chosenExperts[j] * maxBatch]
+            let src = ye + j * c.nEmbd
+            for d in 0..<c.nEmbd { x[d] += w * src[d] }
         }
     }
 

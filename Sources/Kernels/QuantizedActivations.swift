@@ -186,26 +186,7 @@ extension WorkerPool {
     /// Y = W·X for a Q8_0 matrix and activations already quantized (`xq` holds `count` vectors),
     /// split across the workers by rows; y_t at `y + t*yStride`.
     public func matMul(_ w: WeightMatrix, _ xq: QuantizedActivations, _ y: UnsafeMutablePointer<Float>, yStride: Int) {
-        precondition(w.type == .q8_0 && xq.rowLength == w.cols)
-        typealias Args = (w: WeightMatrix, xq: QuantizedActivations, y: UnsafeMutablePointer<Float>, yStride: Int)
-        parallelFor(w.rows, granularity: 16, with: Args(w, xq, y, yStride)) { ctx, lo, hi, _ in
-            let (w, xq, y, yStride) = ctx.load(as: Args.self)
-            let blocks = w.cols / 32, count = xq.count
-            for r in lo..<hi {
-                let row = w.row(r)
-                var t = 0
-                while t + 4 <= count {
-                    let (q, d) = xq.vector(t)
-                    let v = Dot.q8_0x4(row, q, d, vectorStride: xq.rowLength, blocks: blocks)
-                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
-                    t += 4
-                }
-                while t < count {
-                    let (q, d) = xq.vector(t)
-                    y[t * yStride + r] = Dot.q8_0(row, q, d, blocks: blocks)
-                    t += 1
-                }
-            }
-        }
+        var task = LinearTask(w, xq, y, yStride: yStride)
+        withUnsafePointer(to: &task) { run(UnsafeBufferPointer(start: $0, count: 1)) }
     }
 }
