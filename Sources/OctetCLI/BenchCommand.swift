@@ -60,6 +60,10 @@ struct Bench: ParsableCommand {
                 print(String(format: "bytes per token  %.1f MB of weights", r.bytes_per_token / 1e6))
                 print(String(format: "effective        %.1f GB/s  (probe: %.1f GB/s streaming read, %.0f%% of the limit)",
                              r.effective_gbps, r.probe_gbps, r.fraction_of_limit * 100))
+                if r.kernel_gbps > 0 {
+                    print(String(format: "Q8_0 kernel      %.1f GB/s  (matrix-vector product alone, %.0f%% of the probe)",
+                                 r.kernel_gbps, r.probe_gbps > 0 ? r.kernel_gbps / r.probe_gbps * 100 : 0))
+                }
                 if let cs = coldStart {
                     print(String(format: "cold start       %d tokens in %.2f s: read %.1f MB from disk, needed %.1f MB (%.2f×)",
                                  cs.tokens, cs.seconds, cs.bytes_read / 1e6, cs.bytes_needed / 1e6, cs.ratio))
