@@ -145,10 +145,23 @@ public enum Dot {
     /// Σ e4m3 × x over one block's 32 values (unscaled, ×2⁻⁸), as 8 lanes.
     @inlinable @inline(__always)
     static func fp8Block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
-        var s = e4m3s(b, 2) * load8(x, 0)
-        var t = e4m3s(b, 10) * load8(x, 8)
-        s.addProduct(e4m3s(b, 18), load8(x, 16))
-        t.addProduct(e4m3s(b, 26), load8(x, 24))
+        let (h0, h1) = e4m3x16(b, 2), (h2, h3) = e4m3x16(b, 18)
+        var s = h0 * load8(x, 0)
+        var t = h1 * load8(x, 8)
+        s.addProduct(h2, load8(x, 16))
+        t.addProduct(h3, load8(x, 24))
         return s + t
+    }
+
+    /// ``e4m3s(_:_:)`` for 16 values at once: the bit moves run on one 256-bit register of 16-bit
+    /// lanes (three operations per 16 values instead of per 8), then two `vcvtph2ps`.
+    @inlinable @inline(__always)
+    static func e4m3x16(_ q: UnsafeRawPointer, _ i: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+        let raw = q.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self)
+        var b = SIMD16<Int16>()
+        for j in 0..<16 { b[j] = Int16(raw[j]) }  // element-wise: the generic conversion is a call
+        let h = ((b &<< 8) &>> 1) & Int16(bitPattern: 0xBF80)
+        return (SIMD8<Float>(unsafeBitCast(h.lowHalf, to: SIMD8<Float16>.self)),
+                SIMD8<Float>(unsafeBitCast(h.highHalf, to: SIMD8<Float16>.self)))
     }
 }
