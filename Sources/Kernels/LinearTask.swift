@@ -43,18 +43,24 @@ public struct LinearTask: @unchecked Sendable {
             return
         }
         let blocks = w.cols / 32
-        for r in rows {
-            let row = w.row(r)
+        // Row groups with four-vector tiles inside, as in the float path.
+        var g = rows.lowerBound
+        while g < rows.upperBound {
+            let group = g..<min(g + MatMul.rowGroup, rows.upperBound)
             var t = 0
             while t + 4 <= count {
-                let v = Dot.q8_0x4(row, q + t * qStride, qd + t * qStride / 32, vectorStride: qStride, blocks: blocks)
-                for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+                for r in group {
+                    let v = Dot.q8_0x4(w.row(r), q + t * qStride, qd + t * qStride / 32, vectorStride: qStride, blocks: blocks)
+                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+                }
                 t += 4
             }
-            while t < count {
-                y[t * yStride + r] = Dot.q8_0(row, q + t * qStride, qd + t * qStride / 32, blocks: blocks)
-                t += 1
+            for r in group {
+                for u in t..<count {
+                    y[u * yStride + r] = Dot.q8_0(w.row(r), q + u * qStride, qd + u * qStride / 32, blocks: blocks)
+                }
             }
+            g = group.upperBound
         }
     }
 }

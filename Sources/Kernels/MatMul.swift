@@ -14,29 +14,35 @@ public enum MatMul {
                               _ y: UnsafeMutablePointer<Float>, yStride: Int, rows: Range<Int>) {
         let tiled = (w.type == .f16 || w.type == .bf16 || w.type == .f32) && w.cols % 32 == 0
         let tiledQ8 = w.type == .q8_0 && w.cols % 32 == 0
-        for r in rows {
-            let row = w.row(r)
+        // Rows in groups of `rowGroup`, tiles of four vectors inside: a tile's activations are
+        // read from far memory once per group instead of once per row, and the group's weight
+        // rows stay in L2 across the tiles. Every (row, vector) value is computed by the same
+        // kernel as without grouping.
+        var g = rows.lowerBound
+        while g < rows.upperBound {
+            let group = g..<min(g + MatMul.rowGroup, rows.upperBound)
             var t = 0
-            if tiledQ8 {
+            if tiledQ8 || tiled {
                 while t + 4 <= count {
-                    let v = Dot.q8_0Float4(row, x + t * xStride, xStride: xStride, count: w.cols)
-                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+                    for r in group {
+                        let row = w.row(r)
+                        let v = tiledQ8 ? Dot.q8_0Float4(row, x + t * xStride, xStride: xStride, count: w.cols)
+                                        : Dot.float4(row, x + t * xStride, xStride: xStride, count: w.cols, type: w.type)
+                        for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+                    }
                     t += 4
                 }
             }
-            if tiled {
-                while t + 4 <= count {
-                    let v = Dot.float4(row, x + t * xStride, xStride: xStride, count: w.cols, type: w.type)
-                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
-                    t += 4
-                }
+            for r in group {
+                let row = w.row(r)
+                for u in t..<count { y[u * yStride + r] = Dot.dot(row, x + u * xStride, count: w.cols, type: w.type) }
             }
-            while t < count {
-                y[t * yStride + r] = Dot.dot(row, x + t * xStride, count: w.cols, type: w.type)
-                t += 1
-            }
+            g = group.upperBound
         }
     }
+
+    /// Rows per group in the batched products (see ``matMul(_:_:xStride:count:_:yStride:rows:)``).
+    public static let rowGroup = 8
 }
 
 extension WorkerPool {
