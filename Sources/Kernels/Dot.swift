@@ -47,9 +47,14 @@ public enum Dot {
         return (a0 + a1).sum()
     }
 
+    /// Eight f16 at `w + 2i` as floats (`vcvtph2ps`), element-wise: the generic SIMD conversion
+    /// stays a call when a loop has more than one conversion site.
     @inlinable @inline(__always)
     static func halfs(_ w: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
-        SIMD8<Float>(w.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<Float16>.self))
+        let h = w.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<Float16>.self)
+        var r = SIMD8<Float>()
+        for j in 0..<8 { r[j] = Float(h[j]) }
+        return r
     }
 
     @inlinable
@@ -71,7 +76,9 @@ public enum Dot {
     @inlinable @inline(__always)
     static func brains(_ w: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
         let h = w.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<UInt16>.self)
-        return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: h) &<< 16, to: SIMD8<Float>.self)
+        var r = SIMD8<UInt32>()
+        for j in 0..<8 { r[j] = UInt32(h[j]) &<< 16 }  // element-wise, as in halfs
+        return unsafeBitCast(r, to: SIMD8<Float>.self)
     }
 
     @inlinable

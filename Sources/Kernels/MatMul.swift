@@ -71,26 +71,30 @@ extension Dot {
     /// of 8 weights is converted once and used four times. `n` must be a multiple of 16.
     @inlinable
     public static func float4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int, type: TensorType) -> SIMD4<Float> {
+        // One loop per type (the type test stays out of the loop).
+        switch type {
+        case .f16: return float4(w, x, xStride: xStride, count: n) { halfs($0, $1) }
+        case .bf16: return float4(w, x, xStride: xStride, count: n) { brains($0, $1) }
+        default: return float4(w, x, xStride: xStride, count: n) { $0.loadUnaligned(fromByteOffset: 4 * $1, as: SIMD8<Float>.self) }
+        }
+    }
+
+    @inlinable @inline(__always)
+    static func float4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int,
+                       _ weights: (UnsafeRawPointer, Int) -> SIMD8<Float>) -> SIMD4<Float> {
         // Per vector, even groups of 8 into e, odd ones into o, summed as (e + o): the order of
-        // the one-vector kernels, so a token's result does not depend on its batch. The e and o
-        // accumulators swap after every group (n/8 is even, so they end where they started):
-        // one conversion site per loop keeps the float conversions inlined.
+        // the one-vector kernels, so a token's result does not depend on its batch.
         var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), e2 = SIMD8<Float>(), e3 = SIMD8<Float>()
         var o0 = SIMD8<Float>(), o1 = SIMD8<Float>(), o2 = SIMD8<Float>(), o3 = SIMD8<Float>()
+        let x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride
         var i = 0
         while i < n {
-            let wv: SIMD8<Float>
-            switch type {
-            case .f16: wv = halfs(w, i)
-            case .bf16: wv = brains(w, i)
-            default: wv = w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-            }
-            e0.addProduct(wv, load8(x, i))
-            e1.addProduct(wv, load8(x + xStride, i))
-            e2.addProduct(wv, load8(x + 2 * xStride, i))
-            e3.addProduct(wv, load8(x + 3 * xStride, i))
-            swap(&e0, &o0); swap(&e1, &o1); swap(&e2, &o2); swap(&e3, &o3)
-            i += 8
+            let we = weights(w, i), wo = weights(w, i + 8)
+            e0.addProduct(we, load8(x, i)); e1.addProduct(we, load8(x1, i))
+            e2.addProduct(we, load8(x2, i)); e3.addProduct(we, load8(x3, i))
+            o0.addProduct(wo, load8(x, i + 8)); o1.addProduct(wo, load8(x1, i + 8))
+            o2.addProduct(wo, load8(x2, i + 8)); o3.addProduct(wo, load8(x3, i + 8))
+            i += 16
         }
         return SIMD4((e0 + o0).sum(), (e1 + o1).sum(), (e2 + o2).sum(), (e3 + o3).sum())
     }
