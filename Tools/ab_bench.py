@@ -9,6 +9,10 @@ each, and prints the median prompt and decode speeds and the ratio B / A.
 Usage:
     python3 Tools/ab_bench.py OLD_OCTET NEW_OCTET MODEL.gguf [--threads 2]
         [--rounds 3] [--prompt 512] [--gen 64] [--extra "--kv-type f32"]
+        [--new-model OTHER.gguf]
+
+With --new-model, NEW_OCTET runs OTHER.gguf: one build on two files (e.g. FP8 against Q8_0:
+`ab_bench.py .build/release/octet .build/release/octet bench-q8_0.gguf --new-model bench-fp8.gguf`).
 
 Example (baseline from a git worktree of the previous commit):
     git worktree add /tmp/old HEAD~1 && (cd /tmp/old && swift build -c release)
@@ -23,6 +27,7 @@ import sys
 
 
 def run(octet, model, a):
+    """One `octet bench --json` run (no bandwidth probe) of `model`."""
     cmd = [octet, "bench", model, "--json", "--repeat", "1", "--probe-mb", "0",
            "--threads", str(a.threads), "--prompt", str(a.prompt), "--gen", str(a.gen)] + a.extra.split()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -39,15 +44,18 @@ def main():
     p.add_argument("--prompt", type=int, default=512)
     p.add_argument("--gen", type=int, default=64)
     p.add_argument("--extra", default="", help="more `octet bench` flags for both builds")
+    p.add_argument("--new-model", help="model for NEW_OCTET (default: MODEL)")
     a = p.parse_args()
     res = {"old": [], "new": []}
     for r in range(a.rounds):
         for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
-            j = run(getattr(a, name), a.model, a)
+            model = a.new_model if name == "new" and a.new_model else a.model
+            j = run(getattr(a, name), model, a)
             res[name].append(j)
             print(f"round {r + 1} {name}: prompt {j['prompt_tokens_per_s']:.1f} tok/s, "
                   f"decode {j['decode_tokens_per_s']:.2f} tok/s", file=sys.stderr)
-    print(f"model {a.model}, threads {a.threads}, {a.rounds} alternating rounds")
+    models = f"{a.model} (old) / {a.new_model} (new)" if a.new_model else a.model
+    print(f"model {models}, threads {a.threads}, {a.rounds} alternating rounds")
     for key, label in (("prompt_tokens_per_s", f"prompt {a.prompt}"), ("decode_tokens_per_s", f"decode {a.gen}")):
         old = statistics.median(j[key] for j in res["old"])
         new = statistics.median(j[key] for j in res["new"])
