@@ -1,3 +1,5 @@
+import CPrefetch
+
 /// Activation vectors quantized to 8-bit blocks of 32 for Q8_0 integer dot products (as ggml pairs
 /// Q8_0 weights with Q8_0 activations): per block a float scale `d = max|x|/127` and the 32 values
 /// `round(x/d)` as Int8 in their natural order (|q| ≤ 127, so negating one never overflows).
@@ -65,6 +67,7 @@ extension Dot {
         var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         var b = w
         for k in 0..<blocks {
+            octet_prefetch(b + Dot.prefetchDistance)
             let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
             let sign = signMask(v)
             let products = q8Products(magnitudes(v, sign), sign, UnsafeRawPointer(xq + 32 * k))
