@@ -6,12 +6,14 @@ import CPrefetch
 public enum Dot {
     /// How far ahead of the row position the Q8_0 and FP8 decode kernels ask for weight bytes
     /// (`prefetcht0`), in bytes. Decoding streams each weight once, and with the hardware
-    /// prefetcher alone those kernels wait on memory (same-run A/B on the bench model, Q8_0
-    /// decode: 1536 bytes 1.18×, 3072 bytes 1.06× more, 6144 no better; FP8 1.08×). The 16-bit
-    /// kernels, which move twice the bytes per instruction, lost 10 % with it and do without.
-    /// Past the row's end it reaches the next row, which the same thread usually reads next; a
-    /// prefetch never faults.
+    /// prefetcher alone the kernels wait on memory (same-run A/B on the bench model, Q8_0
+    /// decode: 1536 bytes 1.18×, 3072 bytes 1.06× more, 6144 no better; FP8 1.08×). Past the
+    /// row's end it reaches the next row, which the same thread usually reads next; a prefetch
+    /// never faults.
     public static let prefetchDistance = 3072
+    /// The same for the f16/bf16 kernels, which move twice the bytes per instruction: 1024 bytes
+    /// gave 1.10× F16 decode, 512 the same, 3072 lost 10 %.
+    public static let prefetchDistance16 = 1024
 
     /// `row` (n values of `type`) · `x` (n floats). `n` must be a multiple of 32 for the fast path
     /// of every type; other lengths fall back to the scalar twin.
@@ -75,6 +77,7 @@ public enum Dot {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
         var i = 0
         while i < n {
+            octet_prefetch(w + 2 * i + prefetchDistance16)
             a0.addProduct(halfs(w, i), load8(x, i))
             a1.addProduct(halfs(w, i + 8), load8(x, i + 8))
             a0.addProduct(halfs(w, i + 16), load8(x, i + 16))
@@ -99,6 +102,7 @@ public enum Dot {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
         var i = 0
         while i < n {
+            octet_prefetch(w + 2 * i + prefetchDistance16)
             a0.addProduct(brains(w, i), load8(x, i))
             a1.addProduct(brains(w, i + 8), load8(x, i + 8))
             a0.addProduct(brains(w, i + 16), load8(x, i + 16))
