@@ -213,25 +213,9 @@ public final class Transformer: @unchecked Sendable {
                     }
                 }
                 if B == 1 {
-                    // One token: its experts' gate and up projections run as one section, then
-                    // their down projections as another.
                     singleTokenExperts(layer)
                 } else {
-                // Each chosen expert runs once over all its tokens; outputs are added weighted.
-                for e in 0..<c.nExperts where expertCount[e] > 0 {
-                    let n = expertCount[e]
-                    for i in 0..<n {
-                        let t = Int(expertTokens[e * maxBatch + i])
-                        (xe + i * c.nEmbd).update(from: xb + t * c.nEmbd, count: c.nEmbd)
-                    }
-                    expertFFN(layer.experts[e], count: n)
-                    for i in 0..<n {
-                        let t = Int(expertTokens[e * maxBatch + i])
-                        let w = expertTokenWeight[e * maxBatch + i]
-                        let dst = x + t * c.nEmbd, src = ye + i * c.nEmbd
-                        for d in 0..<c.nEmbd { dst[d] += w * src[d] }
-                    }
-                }
+                    batchedExperts(layer)
                 }
             } else {
                 // Dense model: one always-chosen FFN.
@@ -295,6 +279,26 @@ public final class Transformer: @unchecked Sendable {
             (tasks + i).initialize(to: LinearTask(w, xq, first: first, count: count, y, yStride: yStride))
         } else {
             (tasks + i).initialize(to: LinearTask(w, x, xStride: xStride, count: count, y, yStride: yStride))
+        }
+    }
+
+    /// Each chosen expert runs once over all its tokens (gathered from xb); outputs are added to
+    /// x weighted, in ascending expert order.
+    func batchedExperts(_ layer: LayerWeights) {
+        let c = config
+        for e in 0..<c.nExperts where expertCount[e] > 0 {
+            let n = expertCount[e]
+            for i in 0..<n {
+                let t = Int(expertTokens[e * maxBatch + i])
+                (xe + i * c.nEmbd).update(from: xb + t * c.nEmbd, count: c.nEmbd)
+            }
+            expertFFN(layer.experts[e], count: n)
+            for i in 0..<n {
+                let t = Int(expertTokens[e * maxBatch + i])
+                let w = expertTokenWeight[e * maxBatch + i]
+                let dst = x + t * c.nEmbd, src = ye + i * c.nEmbd
+                for d in 0..<c.nEmbd { dst[d] += w * src[d] }
+            }
         }
     }
 
