@@ -255,12 +255,9 @@ public final class Transformer: @unchecked Sendable {
     /// y_t = W·x_t for `count` vectors; Q8_0 weights take the integer path on 8-bit activations.
     func linear(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                 _ y: UnsafeMutablePointer<Float>, yStride: Int) {
-        if w.type == .q8_0 && int8Activations {
-            xq.quantize(x, stride: xStride, count: count, rowLength: w.cols)
-            pool.matMul(w, xq, y, yStride: yStride)
-        } else {
-            pool.matMul(w, x, xStride: xStride, count: count, y, yStride: yStride)
-        }
+        let quantized = quantizeIfNeeded(x, stride: xStride, count: count, rowLength: w.cols, anyQ8_0: w.type == .q8_0, into: xq)
+        setTask(0, w, x, xStride: xStride, count: count, y, yStride: yStride, xq: quantized)
+        pool.run(UnsafeBufferPointer(start: tasks, count: 1))
     }
 
     /// Quantizes `count` vectors at `x` into `xq` when a Q8_0 matrix will take the integer path.
