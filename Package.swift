@@ -26,9 +26,9 @@ let package = Package(
         // File format: GGUF v3 reader (mapped, validated) and streaming writer. Knows no model.
         .target(name: "GGUF", dependencies: ["Kernels"], swiftSettings: simd),
         // Quantized types (Q8_0, FP8 E4M3, BF16, F16), scalar twins, SIMD kernels, worker pool.
-        .target(name: "Kernels", dependencies: ["CPrefetch"], swiftSettings: simd),
-        // One cache-prefetch hint, which Swift cannot spell (a header-only C module).
-        .target(name: "CPrefetch"),
+        .target(name: "Kernels", dependencies: ["CHints"], swiftSettings: simd),
+        // Two compiler hints Swift cannot spell: a prefetch and an optimization barrier (header-only C).
+        .target(name: "CHints"),
         // SentencePiece BPE tokenizer; pure: takes bytes, never does I/O.
         .target(name: "Tokenizer", swiftSettings: simd),
         // 16-bit checkpoint readers (Hugging Face safetensors, Mistral consolidated), mapped.

@@ -1,4 +1,4 @@
-import CPrefetch
+import CHints
 
 /// Dot products of one stored row with a float32 vector: the inner loop of every matrix-vector
 /// product. Each SIMD kernel dequantizes in registers (AVX2/FMA/F16C when built for Haswell) and

@@ -15,12 +15,14 @@ public struct LinearTask: @unchecked Sendable {
     @usableFromInline let q: UnsafePointer<Int8>?
     @usableFromInline let qd: UnsafePointer<Float>?
     @usableFromInline let qStride: Int
+    /// The activations in the 16-bit layout of the batched kernel, when there are enough vectors.
+    @usableFromInline let q16: UnsafePointer<Int16>?
 
     /// Float activations: `count` vectors of `w.cols` floats, `xStride` apart.
     public init(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                 _ y: UnsafeMutablePointer<Float>, yStride: Int) {
         self.w = w; self.count = count; self.y = y; self.yStride = yStride
-        self.x = x; self.xStride = xStride; q = nil; qd = nil; qStride = 0
+        self.x = x; self.xStride = xStride; q = nil; qd = nil; qStride = 0; q16 = nil
     }
 
     /// Quantized activations (Q8_0 weights only): vectors `first..<first+count` of `xq`, or all
@@ -33,27 +35,38 @@ public struct LinearTask: @unchecked Sendable {
         let (q, d) = xq.vector(first)
         self.w = w; self.count = n; self.y = y; self.yStride = yStride
         x = nil; xStride = 0; self.q = q; qd = d; qStride = xq.rowLength
+        q16 = xq.count >= QuantizedActivations.widenedFromCount ? xq.widenedVector(first) : nil
     }
 
-    /// Computes rows `rows` of every vector (single thread; the pool splits the rows).
+    /// Computes rows `rows` of every vector (single thread; the pool splits the rows). `scratch`
+    /// (`scratchBytes` bytes, 64-byte aligned) is the running thread's: the batched Q8_0 path
+    /// widens its group of rows there.
     @inlinable
-    public func run(rows: Range<Int>) {
+    public func run(rows: Range<Int>, scratch: UnsafeMutableRawPointer, scratchBytes: Int) {
         guard let q, let qd else {
             MatMul.matMul(w, x!, xStride: xStride, count: count, y, yStride: yStride, rows: rows)
             return
         }
         let blocks = w.cols / 32
-        // Row groups with four-vector tiles inside, as in the float path.
+        let rowBytes = Dot.widenedRowBytes(blocks: blocks)
+        // Row groups, each widened once into scratch, with tiles of four vectors inside: a tile's
+        // activations are read from far memory once per group, the widened rows stay close.
+        let tiled = count >= 4 && q16 != nil && rowBytes <= scratchBytes
+        let groupRows = tiled ? min(MatMul.rowGroup, scratchBytes / rowBytes) : MatMul.rowGroup
         var g = rows.lowerBound
         while g < rows.upperBound {
-            let group = g..<min(g + MatMul.rowGroup, rows.upperBound)
+            let group = g..<min(g + groupRows, rows.upperBound)
             var t = 0
-            while t + 4 <= count {
-                for r in group {
-                    let v = Dot.q8_0x4(w.row(r), q + t * qStride, qd + t * qStride / 32, vectorStride: qStride, blocks: blocks)
-                    for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
+            if tiled, let q16 {
+                for (i, r) in group.enumerated() { Dot.widenQ8_0(w.row(r), blocks: blocks, into: scratch + i * rowBytes) }
+                while t + 4 <= count {
+                    for (i, r) in group.enumerated() {
+                        let v = Dot.q8_0x4(widened: scratch + i * rowBytes, q16 + t * qStride, qd + t * qStride / 32,
+                                           vectorStride: qStride, blocks: blocks)
+                        for j in 0..<4 { y[(t + j) * yStride + r] = v[j] }
+                    }
+                    t += 4
                 }
-                t += 4
             }
             for r in group {
                 for u in t..<count {
@@ -71,13 +84,14 @@ extension WorkerPool {
     public func run(_ tasks: UnsafeBufferPointer<LinearTask>) {
         var total = 0
         for t in tasks { total += t.w.rows }
-        parallelFor(total, granularity: 16, with: tasks) { ctx, lo, hi, _ in
-            let tasks = ctx.load(as: UnsafeBufferPointer<LinearTask>.self)
+        parallelFor(total, granularity: 16, with: (tasks, self)) { ctx, lo, hi, thread in
+            let (tasks, pool) = ctx.load(as: (UnsafeBufferPointer<LinearTask>, WorkerPool).self)
+            let scratch = pool.scratch(thread), scratchBytes = pool.scratchBytes
             var start = 0
             for task in tasks {
                 let end = start + task.w.rows
                 let a = max(lo, start), b = min(hi, end)
-                if a < b { task.run(rows: (a - start)..<(b - start)) }
+                if a < b { task.run(rows: (a - start)..<(b - start), scratch: scratch, scratchBytes: scratchBytes) }
                 if end >= hi { break }
                 start = end
             }

@@ -1,23 +1,31 @@
-import CPrefetch
+import CHints
 
 /// Activation vectors quantized to 8-bit blocks of 32 for Q8_0 integer dot products (as ggml pairs
 /// Q8_0 weights with Q8_0 activations): per block a float scale `d = max|x|/127` and the 32 values
 /// `round(x/d)` as Int8 in their natural order (|q| ≤ 127, so negating one never overflows).
+///
+/// With four or more vectors (prompt processing) the values are also kept as Int16 in the layout
+/// of the batched kernel ``Dot/q8_0x4(widened:_:_:vectorStride:blocks:)``: per block the 16
+/// even-indexed values, then the 16 odd-indexed ones.
 public final class QuantizedActivations: @unchecked Sendable {
     public let capacity: Int
     public private(set) var count = 0
     public private(set) var rowLength = 0
     @usableFromInline let q: UnsafeMutablePointer<Int8>
     @usableFromInline let d: UnsafeMutablePointer<Float>
+    @usableFromInline let q16: UnsafeMutablePointer<Int16>
+    /// Vectors from which on ``q16`` is filled.
+    public static let widenedFromCount = 4
 
     /// - Parameter capacity: values (vectors × row length) the buffer can hold.
     public init(capacity: Int) {
         self.capacity = capacity
         q = .allocate(capacity: max(capacity, 32))
         d = .allocate(capacity: max(capacity / 32, 1))
+        q16 = .allocate(capacity: max(capacity, 32))
     }
 
-    deinit { q.deallocate(); d.deallocate() }
+    deinit { q.deallocate(); d.deallocate(); q16.deallocate() }
 
     /// Quantizes `count` vectors of `n` floats (vector t at `x + t*stride`); n must be a multiple of 32.
     public func quantize(_ x: UnsafePointer<Float>, stride: Int, count: Int, rowLength n: Int) {
@@ -36,6 +44,10 @@ public final class QuantizedActivations: @unchecked Sendable {
                 d[blk] = scale
                 let o = q + blk * 32
                 for i in 0..<32 { o[i] = Int8((v[i] * inv).rounded(.toNearestOrAwayFromZero)) }
+                if count >= QuantizedActivations.widenedFromCount {
+                    let o16 = q16 + blk * 32
+                    for i in 0..<16 { o16[i] = Int16(o[2 * i]); o16[16 + i] = Int16(o[2 * i + 1]) }
+                }
             }
         }
     }
@@ -44,6 +56,12 @@ public final class QuantizedActivations: @unchecked Sendable {
     @inlinable @inline(__always)
     func vector(_ t: Int) -> (UnsafePointer<Int8>, UnsafePointer<Float>) {
         (UnsafePointer(q + t * rowLength), UnsafePointer(d + t * rowLength / 32))
+    }
+
+    /// Vector `t`'s values in the 16-bit layout (filled when ``count`` ≥ ``widenedFromCount``).
+    @inlinable @inline(__always)
+    func widenedVector(_ t: Int) -> UnsafePointer<Int16> {
+        UnsafePointer(q16 + t * rowLength)
     }
 
     /// The dequantized value i of vector t (for tests).
@@ -136,37 +154,6 @@ extension Dot {
         var r = SIMD8<Float>()
         for i in 0..<8 { r[i] = Float(v[i]) }
         return r
-    }
-
-    /// Four activation vectors against one Q8_0 row: each weight block is decoded once and used
-    /// four times (prompt processing). Same arithmetic per vector as ``q8_0(_:_:_:blocks:)``.
-    @inlinable
-    public static func q8_0x4(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>,
-                              vectorStride: Int, blocks: Int) -> SIMD4<Float> {
-        // Even blocks into the e accumulators, odd ones into the o accumulators, summed as
-        // (e + o) at the end: exactly the order of ``q8_0(_:_:_:blocks:)``, so a token's result
-        // does not depend on whether it was computed alone or in a group of four.
-        var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), e2 = SIMD8<Float>(), e3 = SIMD8<Float>()
-        var o0 = SIMD8<Float>(), o1 = SIMD8<Float>(), o2 = SIMD8<Float>(), o3 = SIMD8<Float>()
-        let ds = vectorStride / 32
-        var b = w
-        for k in 0..<blocks {
-            let dw = Float(b.loadUnaligned(as: Float16.self))
-            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
-            let sign = signMask(v), magnitude = magnitudes(v, sign)
-            let x = UnsafeRawPointer(xq + k * 32)
-            let t0 = q8Products(magnitude, sign, x), t1 = q8Products(magnitude, sign, x + vectorStride)
-            let t2 = q8Products(magnitude, sign, x + 2 * vectorStride), t3 = q8Products(magnitude, sign, x + 3 * vectorStride)
-            let s0 = SIMD8(repeating: dw * xd[k]), s1 = SIMD8(repeating: dw * xd[k + ds])
-            let s2 = SIMD8(repeating: dw * xd[k + 2 * ds]), s3 = SIMD8(repeating: dw * xd[k + 3 * ds])
-            if k & 1 == 0 {
-                e0.addProduct(t0, s0); e1.addProduct(t1, s1); e2.addProduct(t2, s2); e3.addProduct(t3, s3)
-            } else {
-                o0.addProduct(t0, s0); o1.addProduct(t1, s1); o2.addProduct(t2, s2); o3.addProduct(t3, s3)
-            }
-            b += 34
-        }
-        return SIMD4((e0 + o0).sum(), (e1 + o1).sum(), (e2 + o2).sum(), (e3 + o3).sum())
     }
 
     /// Scalar twin of the integer Q8_0 kernel.

@@ -16,6 +16,9 @@ import Synchronization
 public final class WorkerPool: @unchecked Sendable {
     /// Number of threads, the calling thread included.
     public let threads: Int
+    /// Bytes of per-thread scratch (see ``scratch(_:)``).
+    public let scratchBytes: Int
+    private let scratchBase: UnsafeMutableRawPointer
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -31,9 +34,14 @@ public final class WorkerPool: @unchecked Sendable {
     private let chunksDone = Atomic<Int>(0)
     private var handles: [pthread_t] = []
 
-    /// - Parameter threads: threads including the caller; defaults to the number of online CPUs.
-    public init(threads: Int = WorkerPool.onlineCPUs) {
+    /// - Parameters:
+    ///   - threads: threads including the caller; defaults to the number of online CPUs.
+    ///   - scratchBytes: per-thread scratch for kernels that stage data, e.g. Q8_0 rows widened
+    ///     to 16 bits for the batched products (a group of rows: 8 Mixtral FFN rows take 243 KB).
+    public init(threads: Int = WorkerPool.onlineCPUs, scratchBytes: Int = 256 << 10) {
         self.threads = max(1, threads)
+        self.scratchBytes = (max(scratchBytes, 64) + 63) & ~63
+        scratchBase = .allocate(byteCount: self.threads * self.scratchBytes, alignment: 64)
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
         pthread_cond_init(finished, nil)
@@ -58,6 +66,14 @@ public final class WorkerPool: @unchecked Sendable {
         for h in handles { pthread_join(h, nil) }
         pthread_cond_destroy(wake); pthread_cond_destroy(finished); pthread_mutex_destroy(mutex)
         wake.deallocate(); finished.deallocate(); mutex.deallocate()
+        scratchBase.deallocate()
+    }
+
+    /// Thread `thread`'s scratch: ``scratchBytes`` bytes, 64-byte aligned, for the duration of a
+    /// section body running as that thread (the `thread` argument of the body).
+    public func scratch(_ thread: Int) -> UnsafeMutableRawPointer {
+        precondition(thread >= 0 && thread < threads)
+        return scratchBase + thread * scratchBytes
     }
 
     public static var onlineCPUs: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }

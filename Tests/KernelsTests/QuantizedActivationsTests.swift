@@ -71,21 +71,25 @@ final class QuantizedActivationsTests: XCTestCase {
         }
     }
 
-    /// The pool's integer matMul (four-vector tiles and leftovers) against the scalar twin per row.
-    /// A token's result does not depend on its batch: the four-vector kernel gives, bit for bit,
-    /// what the one-vector kernel gives for each vector (odd and even block counts). This is what
-    /// makes a prompt evaluated in one batch and the same prompt reused from the KV cache agree.
+    /// A token's result does not depend on its batch: the four-vector kernel on widened rows
+    /// gives, bit for bit, what the one-vector byte kernel gives for each vector (odd and even
+    /// block counts, weight bytes −128…127). This is what makes a prompt evaluated in one batch
+    /// and the same prompt reused from the KV cache agree.
     func testFourVectorKernelIsBitIdenticalToOneVector() {
         var rng = SplitMix64(seed: 71)
         for cols in [32, 96, 128, 352] {
             let blocks = cols / 32
-            let w = encodeRow(rng.floats(cols, sigma: 0.1), as: .q8_0)
+            var w = encodeRow(rng.floats(cols, sigma: 0.1), as: .q8_0)
+            w[2] = 0x80; w[3] = 0x7F   // the extremes of a weight byte
             let x = rng.floats(cols * 4)
             let xq = QuantizedActivations(capacity: cols * 4)
             x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: cols, count: 4, rowLength: cols) }
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: Dot.widenedRowBytes(blocks: blocks), alignment: 64)
+            defer { scratch.deallocate() }
             w.withUnsafeBytes { wb in
-                let (q0, d0) = xq.vector(0)
-                let four = Dot.q8_0x4(wb.baseAddress!, q0, d0, vectorStride: xq.rowLength, blocks: blocks)
+                Dot.widenQ8_0(wb.baseAddress!, blocks: blocks, into: scratch)
+                let (_, d0) = xq.vector(0)
+                let four = Dot.q8_0x4(widened: scratch, xq.widenedVector(0), d0, vectorStride: xq.rowLength, blocks: blocks)
                 for t in 0..<4 {
                     let (q, d) = xq.vector(t)
                     let one = Dot.q8_0(wb.baseAddress!, q, d, blocks: blocks)
@@ -95,13 +99,49 @@ final class QuantizedActivationsTests: XCTestCase {
         }
     }
 
+    /// The widened layouts hold the same integers: weights (even-indexed, then odd-indexed, then
+    /// the scales as floats) and activations.
+    func testWidenedLayouts() {
+        var rng = SplitMix64(seed: 5)
+        let cols = 64, blocks = 2
+        var w = encodeRow(rng.floats(cols, sigma: 0.1), as: .q8_0)
+        w[2] = 0x80; w[3] = 0x7F; w[4] = 0xFF
+        let s = UnsafeMutableRawPointer.allocate(byteCount: Dot.widenedRowBytes(blocks: blocks), alignment: 64)
+        defer { s.deallocate() }
+        w.withUnsafeBytes { Dot.widenQ8_0($0.baseAddress!, blocks: blocks, into: s) }
+        let wide = s.assumingMemoryBound(to: Int16.self)
+        let scales = (s + 64 * blocks).assumingMemoryBound(to: Float.self)
+        for k in 0..<blocks {
+            for i in 0..<32 {
+                let byte = Int16(Int8(bitPattern: w[34 * k + 2 + i]))
+                XCTAssertEqual(wide[32 * k + (i % 2 == 0 ? i / 2 : 16 + i / 2)], byte, "block \(k) weight \(i)")
+            }
+            let f16 = UInt16(w[34 * k]) | UInt16(w[34 * k + 1]) << 8
+            XCTAssertEqual(scales[k], HalfPrecision.float(fromF16: f16))
+        }
+        let x = rng.floats(cols * 4)
+        let xq = QuantizedActivations(capacity: cols * 4)
+        x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: cols, count: 4, rowLength: cols) }
+        for t in 0..<4 {
+            let (q, _) = xq.vector(t)
+            let q16 = xq.widenedVector(t)
+            for i in 0..<cols {
+                let b = i / 32, j = i % 32
+                XCTAssertEqual(q16[32 * b + (j % 2 == 0 ? j / 2 : 16 + j / 2)], Int16(q[i]), "vector \(t) value \(i)")
+            }
+        }
+    }
+
+    /// Also with scratch for only two widened rows per group, and with too little for one (the
+    /// one-vector kernel then takes every vector).
     func testPoolIntegerMatMul() {
         var rng = SplitMix64(seed: 63)
         let cols = 128, rows = 45
         let w = rng.floats(cols * rows, sigma: 0.1)
         let bytes = (0..<rows).flatMap { encodeRow(Array(w[($0 * cols)..<(($0 + 1) * cols)]), as: .q8_0) }
-        for threads in 1...3 {
-            let pool = WorkerPool(threads: threads)
+        let twoRows = 2 * Dot.widenedRowBytes(blocks: cols / 32) + 64
+        for (threads, scratch) in [(1, 256 << 10), (2, 256 << 10), (3, 256 << 10), (2, twoRows), (1, 64)] {
+            let pool = WorkerPool(threads: threads, scratchBytes: scratch)
             for count in [1, 3, 4, 6, 8, 9] {
                 let x = rng.floats(cols * count)
                 let xq = QuantizedActivations(capacity: cols * count)
@@ -123,7 +163,7 @@ final class QuantizedActivationsTests: XCTestCase {
                             }
                             let got = y[t * yStride + r]
                             XCTAssertLessThanOrEqual(abs(Double(got) - exact), Double(cols) * 0x1p-23 * magnitude + 1e-6,
-                                                     "threads \(threads) count \(count) t \(t) row \(r): \(got) vs \(exact)")
+                                                     "threads \(threads) scratch \(scratch) count \(count) t \(t) row \(r): \(got) vs \(exact)")
                         }
                         XCTAssertTrue(y[t * yStride + rows].isNaN, "wrote past the rows")
                     }

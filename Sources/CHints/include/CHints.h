@@ -1,0 +1,22 @@
+#ifndef OCTET_CHINTS_H
+#define OCTET_CHINTS_H
+// Two compiler hints the Swift kernels need and Swift cannot spell. Both inline to nothing but
+// the hint: this header is the whole module.
+
+/// A read-prefetch hint for the cache line at `p` (x86 `prefetcht0`).
+static inline __attribute__((always_inline)) void octet_prefetch(const void *p) {
+    __builtin_prefetch(p, 0, 3);
+}
+
+/// Eight Int32 lanes; Swift sees this type as `SIMD8<Int32>`.
+typedef int octet_int32x8 __attribute__((ext_vector_type(8)));
+
+/// Returns `v` unchanged, but hides how it was computed from the optimizer: an empty asm
+/// statement, no instruction. LLVM would otherwise reassociate a sum of two `vpmaddwd` patterns
+/// into a chain of four products and lower two of them to `vpmulld`. (`target("avx")` lets the
+/// header parse in modules built without `-target-cpu haswell`, e.g. the tests.)
+static inline __attribute__((always_inline, target("avx"))) octet_int32x8 octet_opaque(octet_int32x8 v) {
+    __asm__("" : "+x"(v));
+    return v;
+}
+#endif
