@@ -264,7 +264,7 @@ public final class Transformer: @unchecked Sendable {
     func quantizeIfNeeded(_ x: UnsafePointer<Float>, stride: Int, count: Int, rowLength: Int, anyQ8_0: Bool,
                           into xq: QuantizedActivations) -> QuantizedActivations? {
         guard int8Activations && anyQ8_0 else { return nil }
-        xq.quantize(x, stride: stride, count: count, rowLength: rowLength)
+        xq.quantize(x, stride: stride, count: count, rowLength: rowLength, pool: pool)
         return xq
     }
 
@@ -318,10 +318,7 @@ public final class Transformer: @unchecked Sendable {
             setTask(2 * j + 1, w.up, xb, xStride: c.nEmbd, count: 1, hu + j * c.nFF, yStride: c.nFF, xq: inInt)
         }
         pool.run(UnsafeBufferPointer(start: tasks, count: 2 * n))
-        for i in 0..<(n * c.nFF) {
-            let g = hg[i]
-            hg[i] = g / (1 + expf(-g)) * hu[i]
-        }
+        gatedSiLU(n * c.nFF)
         let hInt = quantizeIfNeeded(hg, stride: c.nFF, count: n, rowLength: c.nFF, anyQ8_0: downQ8_0, into: xqExperts)
         for j in 0..<n {
             setTask(j, layer.experts[chosenExperts[j]].down, hg + j * c.nFF, xStride: c.nFF, count: 1, ye + j * c.nEmbd, yStride: c.nEmbd,
@@ -340,11 +337,24 @@ public final class Transformer: @unchecked Sendable {
         let c = config
         linear(w.gate, xe, xStride: c.nEmbd, count: n, hg, yStride: c.nFF)
         linear(w.up, xe, xStride: c.nEmbd, count: n, hu, yStride: c.nFF)
-        for i in 0..<(n * c.nFF) {
-            let g = hg[i]
-            hg[i] = g / (1 + expf(-g)) * hu[i]
-        }
+        gatedSiLU(n * c.nFF)
         linear(w.down, hg, xStride: c.nFF, count: n, ye, yStride: c.nEmbd)
+    }
+
+    /// hg[i] = silu(hg[i]) · hu[i] for i < n, split across the pool when long (prompt processing).
+    func gatedSiLU(_ n: Int) {
+        if n < 1 << 16 { Transformer.gatedSiLU(hg, hu, 0..<n); return }
+        pool.parallelFor(n, granularity: 1024, with: (hg, hu)) { context, lo, hi, _ in
+            let (g, u) = context.load(as: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>).self)
+            Transformer.gatedSiLU(g, u, lo..<hi)
+        }
+    }
+
+    static func gatedSiLU(_ g: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+        for i in range {
+            let x = g[i]
+            g[i] = x / (1 + expf(-x)) * u[i]
+        }
     }
 
     /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ weight, for `count` rows.
@@ -377,11 +387,20 @@ public final class Transformer: @unchecked Sendable {
 
     /// att[t, h] = Σ_j softmax_j(q[t,h]·k[j,kvh] / √headDim) v[j,kvh] over j ≤ position of t.
     func attention(layer l: Int, count B: Int) {
+        // Short work runs on the calling thread: waking the workers costs more than it saves.
+        if B * config.nHeads * (position + B) * config.headDim < Transformer.parallelAttentionWork {
+            attention(layer: l, items: 0..<(B * config.nHeads), worker: 0)
+            return
+        }
         pool.parallelFor(B * config.nHeads, with: (self, l)) { context, lo, hi, worker in
             let (me, l) = context.load(as: (Transformer, Int).self)
             me.attention(layer: l, items: lo..<hi, worker: worker)
         }
     }
+
+    /// Multiply-adds (tokens × heads × positions × head size) below which attention runs on the
+    /// calling thread alone: about 30 µs of work, the order of a worker's wake-up.
+    static let parallelAttentionWork = 1 << 18
 
     /// The (token, head) items `range` of ``attention(layer:count:)`` (item = token × nHeads + head).
     private func attention(layer l: Int, items range: Range<Int>, worker: Int) {

@@ -27,12 +27,27 @@ public final class QuantizedActivations: @unchecked Sendable {
 
     deinit { q.deallocate(); d.deallocate(); q16.deallocate() }
 
-    /// Quantizes `count` vectors of `n` floats (vector t at `x + t*stride`); n must be a multiple of 32.
-    public func quantize(_ x: UnsafePointer<Float>, stride: Int, count: Int, rowLength n: Int) {
+    /// Quantizes `count` vectors of `n` floats (vector t at `x + t*stride`); n must be a multiple
+    /// of 32. With a `pool`, eight or more vectors are split across its threads (prompt
+    /// processing; a single vector is too little work to wake anyone).
+    public func quantize(_ x: UnsafePointer<Float>, stride: Int, count: Int, rowLength n: Int, pool: WorkerPool? = nil) {
         precondition(n % 32 == 0 && count * n <= capacity)
         self.count = count
         rowLength = n
-        for t in 0..<count {
+        guard let pool, count >= 8 else {
+            quantize(x, stride: stride, vectors: 0..<count)
+            return
+        }
+        pool.parallelFor(count, with: (self, x, stride)) { context, lo, hi, _ in
+            let (me, x, stride) = context.load(as: (QuantizedActivations, UnsafePointer<Float>, Int).self)
+            me.quantize(x, stride: stride, vectors: lo..<hi)
+        }
+    }
+
+    private func quantize(_ x: UnsafePointer<Float>, stride: Int, vectors: Range<Int>) {
+        let n = rowLength
+        let widened = count >= QuantizedActivations.widenedFromCount
+        for t in vectors {
             let src = x + t * stride
             for b in 0..<(n / 32) {
                 let v = src + b * 32
@@ -44,7 +59,7 @@ public final class QuantizedActivations: @unchecked Sendable {
                 d[blk] = scale
                 let o = q + blk * 32
                 for i in 0..<32 { o[i] = Int8((v[i] * inv).rounded(.toNearestOrAwayFromZero)) }
-                if count >= QuantizedActivations.widenedFromCount {
+                if widened {
                     let o16 = q16 + blk * 32
                     for i in 0..<16 { o16[i] = Int16(o[2 * i]); o16[16 + i] = Int16(o[2 * i + 1]) }
                 }

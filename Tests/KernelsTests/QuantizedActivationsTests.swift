@@ -99,6 +99,25 @@ final class QuantizedActivationsTests: XCTestCase {
         }
     }
 
+    /// Split across a pool (eight or more vectors), quantization gives the same bytes.
+    func testPooledQuantizationMatchesSerial() {
+        var rng = SplitMix64(seed: 17)
+        let cols = 96, count = 11
+        let x = rng.floats(cols * count)
+        let serial = QuantizedActivations(capacity: cols * count), pooled = QuantizedActivations(capacity: cols * count)
+        x.withUnsafeBufferPointer {
+            serial.quantize($0.baseAddress!, stride: cols, count: count, rowLength: cols)
+            pooled.quantize($0.baseAddress!, stride: cols, count: count, rowLength: cols, pool: WorkerPool(threads: 3))
+        }
+        for t in 0..<count {
+            let (qs, ds) = serial.vector(t), (qp, dp) = pooled.vector(t)
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: qs, count: cols)), Array(UnsafeBufferPointer(start: qp, count: cols)), "vector \(t)")
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: ds, count: cols / 32)), Array(UnsafeBufferPointer(start: dp, count: cols / 32)))
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: serial.widenedVector(t), count: cols)),
+                           Array(UnsafeBufferPointer(start: pooled.widenedVector(t), count: cols)))
+        }
+    }
+
     /// The widened layouts hold the same integers: weights (even-indexed, then odd-indexed, then
     /// the scales as floats) and activations.
     func testWidenedLayouts() {
