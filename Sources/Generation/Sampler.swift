@@ -19,6 +19,9 @@ public struct SamplingOptions: Sendable, Equatable {
     public var repeatLastN: Int = 64
     /// Same seed, same model, same prompt ⇒ same text.
     public var seed: UInt64 = 0
+    /// Added to a token's logit before anything else (OpenAI's `logit_bias`); −100 or less bans
+    /// the token outright.
+    public var logitBias: [Int32: Float] = [:]
     public init() {}
 
     /// Greedy decoding with no penalties: reproduces a reference greedy continuation.
@@ -56,6 +59,9 @@ public final class Sampler {
     /// `recent` are the tokens so far; the repetition penalty looks at the last `repeatLastN`.
     public func sample(_ logits: UnsafeMutablePointer<Float>, recent: some BidirectionalCollection<Int32>) -> Int32 {
         let o = options
+        for (t, b) in o.logitBias where t >= 0 && Int(t) < vocab {
+            logits[Int(t)] = b <= -100 ? -.infinity : logits[Int(t)] + b
+        }
         if o.repeatPenalty != 1 {
             // Once per distinct token, however often it occurs (as llama.cpp and transformers do).
             let window = recent.suffix(o.repeatLastN)

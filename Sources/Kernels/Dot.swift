@@ -11,9 +11,8 @@ public enum Dot {
     /// row's end it reaches the next row, which the same thread usually reads next; a prefetch
     /// never faults.
     public static let prefetchDistance = 3072
-    /// The same for the f16/bf16 kernels, which move twice the bytes per instruction: 1024 bytes
-    /// gave 1.10× F16 decode, 512 the same, 3072 lost 10 %.
-    public static let prefetchDistance16 = 1024
+    /// (f16/bf16 decoding reads four rows at once and prefetches the next four instead, see
+    /// ``floatRows4(_:rowBytes:_:count:type:)``.)
 
     /// `row` (n values of `type`) · `x` (n floats). `n` must be a multiple of 32 for the fast path
     /// of every type; other lengths fall back to the scalar twin.
@@ -44,20 +43,26 @@ public enum Dot {
         UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
     }
 
-    @inlinable
-    static func f32(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        // Two accumulators, taking alternate groups of 8: the order ``float4`` keeps per vector,
-        // so a token's result does not depend on its batch.
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+    /// One float-type row · x with a single accumulator: groups of 8 in order, then the lane
+    /// sum. Every float kernel (four rows at once, two rows × four vectors) keeps this order per
+    /// (row, vector), so a token's result does not depend on its batch or on which rows share
+    /// a kernel call. Alone it waits on the accumulator; the matrix products use it only for
+    /// leftover rows.
+    @inlinable @inline(__always)
+    static func floatRow(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int,
+                         _ weights: (UnsafeRawPointer, Int) -> SIMD8<Float>) -> Float {
+        var acc = SIMD8<Float>()
         var i = 0
         while i < n {
-            a0.addProduct(load8(w, i), load8(x, i))
-            a1.addProduct(load8(w, i + 8), load8(x, i + 8))
-            a0.addProduct(load8(w, i + 16), load8(x, i + 16))
-            a1.addProduct(load8(w, i + 24), load8(x, i + 24))
-            i += 32
+            acc.addProduct(weights(w, i), load8(x, i))
+            i += 8
         }
-        return (a0 + a1).sum()
+        return acc.sum()
+    }
+
+    @inlinable
+    static func f32(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        floatRow(UnsafeRawPointer(w), x, n) { $0.loadUnaligned(fromByteOffset: 4 * $1, as: SIMD8<Float>.self) }
     }
 
     /// Eight f16 at `w + 2i` as floats (`vcvtph2ps`), element-wise: the generic SIMD conversion
@@ -72,19 +77,7 @@ public enum Dot {
 
     @inlinable
     static func f16(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        // Two accumulators, taking alternate groups of 8: the order ``float4`` keeps per vector,
-        // so a token's result does not depend on its batch.
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
-        var i = 0
-        while i < n {
-            octet_prefetch(w + 2 * i + prefetchDistance16)
-            a0.addProduct(halfs(w, i), load8(x, i))
-            a1.addProduct(halfs(w, i + 8), load8(x, i + 8))
-            a0.addProduct(halfs(w, i + 16), load8(x, i + 16))
-            a1.addProduct(halfs(w, i + 24), load8(x, i + 24))
-            i += 32
-        }
-        return (a0 + a1).sum()
+        floatRow(w, x, n) { halfs($0, $1) }
     }
 
     @inlinable @inline(__always)
@@ -97,19 +90,7 @@ public enum Dot {
 
     @inlinable
     static func bf16(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        // Two accumulators, taking alternate groups of 8: the order ``float4`` keeps per vector,
-        // so a token's result does not depend on its batch.
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
-        var i = 0
-        while i < n {
-            octet_prefetch(w + 2 * i + prefetchDistance16)
-            a0.addProduct(brains(w, i), load8(x, i))
-            a1.addProduct(brains(w, i + 8), load8(x, i + 8))
-            a0.addProduct(brains(w, i + 16), load8(x, i + 16))
-            a1.addProduct(brains(w, i + 24), load8(x, i + 24))
-            i += 32
-        }
-        return (a0 + a1).sum()
+        floatRow(w, x, n) { brains($0, $1) }
     }
 
     @inlinable @inline(__always)

@@ -13,7 +13,7 @@ struct Serve: ParsableCommand {
         abstract: "Serve a model over an OpenAI-compatible HTTP API (chat, completions, streaming).",
         discussion: """
         Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions \
-        (max_tokens, temperature, top_p, seed, stop, stream; also top_k, min_p, repeat_penalty). \
+        (max_tokens, temperature, top_p, seed, stop, stream; also top_k, min_p, repeat_penalty, logit_bias). \
         One request generates at a time, in arrival order; up to --max-queue wait, more get 429. \
         A chat that extends the previous conversation reuses its KV cache. SIGTERM or Ctrl-C stops \
         accepting work, lets the running answer finish (up to --shutdown-grace seconds) and exits.

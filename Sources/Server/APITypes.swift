@@ -77,6 +77,8 @@ struct CommonFields: Decodable {
     var top_k: Int?
     var min_p: Double?
     var repeat_penalty: Double?
+    /// Token id (as a string) → bias in −100…100, added to the logit.
+    var logit_bias: [String: Double]?
     var seed: Int64?
     var stop: StopField?
     var stream: Bool?

@@ -207,6 +207,18 @@ public final class OpenAIServer: @unchecked Sendable {
             guard r > 0 else { throw APIError.invalid("repeat_penalty must be > 0", param: "repeat_penalty") }
             s.repeatPenalty = Float(r)
         }
+        if let bias = common.logit_bias {
+            guard bias.count <= 300 else { throw APIError.invalid("logit_bias takes at most 300 tokens", param: "logit_bias") }
+            for (key, value) in bias {
+                guard let id = Int32(key), id >= 0, Int(id) < tokenizer.vocabularySize else {
+                    throw APIError.invalid("logit_bias keys must be token ids in 0..<\(tokenizer.vocabularySize), got \"\(key)\"", param: "logit_bias")
+                }
+                guard (-100...100).contains(value) else {
+                    throw APIError.invalid("logit_bias values must be between -100 and 100", param: "logit_bias")
+                }
+                s.logitBias[id] = Float(value)
+            }
+        }
         s.seed = common.seed.map { UInt64(bitPattern: $0) } ?? UInt64.random(in: 0...UInt64.max)
         let stop = (common.stop?.values ?? []).filter { !$0.isEmpty }
         guard stop.count <= 16 else { throw APIError.invalid("at most 16 stop strings are supported", param: "stop") }

@@ -35,6 +35,18 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(draw(s, flat, count: 50), first)
     }
 
+    /// A bias of −100 bans a token; a large positive one makes it the only likely choice.
+    func testLogitBias() {
+        var banned = options(temperature: 2, seed: 9)
+        banned.logitBias = [3: -100, 5: -100]
+        let ids = draw(Sampler(vocabularySize: 64, options: banned), flat, count: 400)
+        XCTAssertFalse(ids.contains(3) || ids.contains(5))
+        XCTAssertGreaterThan(Set(ids).count, 20)
+        var favoured = options(temperature: 0)
+        favoured.logitBias = [60: 50]
+        XCTAssertEqual(draw(Sampler(vocabularySize: 64, options: favoured), flat, count: 1), [60])
+    }
+
     func testDifferentSeedsDiffer() {
         let a = draw(Sampler(vocabularySize: 64, options: options(seed: 1)), flat, count: 50)
         let b = draw(Sampler(vocabularySize: 64, options: options(seed: 2)), flat, count: 50)

@@ -80,16 +80,13 @@ final class ServerLiveTests: XCTestCase {
         try await app.test(.live) { client in
             let port = try XCTUnwrap(client.port)
             let c = try RawClient(port: port)
-            c.send(post("/v1/completions", #"{"prompt": "Once upon a time", "max_tokens": 900, "temperature": 2.0, "top_k": 0, "min_p": 0, "top_p": 1, "seed": 4, "stream": true}"#))
+            c.send(post("/v1/completions", #"{"prompt": "Once upon a time", "max_tokens": 900, "temperature": 2.0, "top_k": 0, "min_p": 0, "top_p": 1, "seed": 4, "logit_bias": {"2": -100}, "stream": true}"#))
             let head = c.read(until: "\"text\"")
             XCTAssertTrue(head.hasPrefix("HTTP/1.1 200"), head)
             c.hangUp()
             try await waitIdle(server)
             let s = server.worker.stats
             let last = try XCTUnwrap(s.last)
-            if last.finishReason == .stop {
-                throw XCTSkip("the fixture ended its answer (EOS) before the hang-up was noticed")
-            }
             XCTAssertEqual(last.finishReason, .cancelled)
             XCTAssertEqual(s.cancelled, 1)
             // The hang-up came right after the first piece of text; the worker stops at its next
@@ -110,13 +107,12 @@ final class ServerLiveTests: XCTestCase {
         try await server.makeApplication().test(.live) { client in
             let port = try XCTUnwrap(client.port)
             let c = try RawClient(port: port)
-            c.send(post("/v1/completions", #"{"prompt": "Once upon a time", "max_tokens": 900, "temperature": 2.0, "top_k": 0, "min_p": 0, "top_p": 1, "seed": 4}"#))
+            c.send(post("/v1/completions", #"{"prompt": "Once upon a time", "max_tokens": 900, "temperature": 2.0, "top_k": 0, "min_p": 0, "top_p": 1, "seed": 4, "logit_bias": {"2": -100}}"#))
             while !server.worker.stats.running { try await Task.sleep(nanoseconds: 5_000_000) }
             try await Task.sleep(nanoseconds: 300_000_000)
             c.hangUp()
             try await waitIdle(server)
             let last = try XCTUnwrap(server.worker.stats.last)
-            if last.finishReason == .stop { throw XCTSkip("the fixture ended its answer (EOS) before the hang-up") }
             XCTAssertEqual(last.finishReason, .cancelled)
             XCTAssertLessThan(last.tokens.count, 900)
             print("disconnect while waiting: \(last.tokens.count) tokens generated of max_tokens 900")
