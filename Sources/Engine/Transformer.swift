@@ -36,7 +36,7 @@ public final class Transformer: @unchecked Sendable {
     let v: UnsafeMutablePointer<Float>         // [B, nKVHeads·headDim]
     let att: UnsafeMutablePointer<Float>       // [B, nHeads·headDim] attention output
     let proj: UnsafeMutablePointer<Float>      // [B, nEmbd]
-    let scores: UnsafeMutablePointer<Float>    // [workers, contextLength]
+    let scores: UnsafeMutablePointer<Float>    // [workers, nHeads/nKVHeads, contextLength]
     let routerLogits: UnsafeMutablePointer<Float> // [B, nExperts]
     let chosen: UnsafeMutablePointer<Int32>    // [B, nExpertsUsed]
     let chosenWeight: UnsafeMutablePointer<Float> // [B, nExpertsUsed]
@@ -73,6 +73,9 @@ public final class Transformer: @unchecked Sendable {
         self.maxBatch = maxBatch
         self.adviseExperts = adviseExperts
         let ctx = min(contextLength ?? c.contextLength, c.contextLength)
+        guard c.headDim % 8 == 0, c.nKVHeads > 0, c.nHeads % c.nKVHeads == 0 else {
+            throw EngineError("unsupported attention shape: head size \(c.headDim) (must be a multiple of 8), \(c.nHeads) heads over \(c.nKVHeads) KV heads")
+        }
         cache = try KVCache(config: c, type: kvType, contextLength: ctx)
         var allocs: [UnsafeMutableRawPointer] = []
         func buf<T>(_ n: Int, _: T.Type = Float.self) -> UnsafeMutablePointer<T> {
@@ -84,7 +87,7 @@ public final class Transformer: @unchecked Sendable {
         let B = maxBatch, qDim = c.nHeads * c.headDim, kvDim = c.nKVHeads * c.headDim
         let nE = max(c.nExperts, 1), nK = max(c.nExpertsUsed, 1)
         x = buf(B * c.nEmbd); xb = buf(B * c.nEmbd); q = buf(B * qDim); k = buf(B * kvDim); v = buf(B * kvDim)
-        att = buf(B * qDim); proj = buf(B * c.nEmbd); scores = buf(pool.threads * ctx)
+        att = buf(B * qDim); proj = buf(B * c.nEmbd); scores = buf(pool.threads * (c.nHeads / max(c.nKVHeads, 1)) * ctx)
         routerLogits = buf(B * nE); chosen = buf(B * nK, Int32.self); chosenWeight = buf(B * nK)
         expertTokens = buf(nE * B, Int32.self); expertTokenWeight = buf(nE * B); expertCount = buf(nE, Int.self)
         let BE = max(B, nK)   // decode puts each chosen expert's rows side by side
@@ -387,12 +390,13 @@ public final class Transformer: @unchecked Sendable {
 
     /// att[t, h] = Σ_j softmax_j(q[t,h]·k[j,kvh] / √headDim) v[j,kvh] over j ≤ position of t.
     func attention(layer l: Int, count B: Int) {
+        let items = B * config.nKVHeads
         // Short work runs on the calling thread: waking the workers costs more than it saves.
         if B * config.nHeads * (position + B) * config.headDim < Transformer.parallelAttentionWork {
-            attention(layer: l, items: 0..<(B * config.nHeads), worker: 0)
+            attention(layer: l, items: 0..<items, worker: 0)
             return
         }
-        pool.parallelFor(B * config.nHeads, with: (self, l)) { context, lo, hi, worker in
+        pool.parallelFor(items, with: (self, l)) { context, lo, hi, worker in
             let (me, l) = context.load(as: (Transformer, Int).self)
             me.attention(layer: l, items: lo..<hi, worker: worker)
         }
@@ -402,42 +406,113 @@ public final class Transformer: @unchecked Sendable {
     /// calling thread alone: about 30 µs of work, the order of a worker's wake-up.
     static let parallelAttentionWork = 1 << 18
 
-    /// The (token, head) items `range` of ``attention(layer:count:)`` (item = token × nHeads + head).
+    /// The (token, KV head) items `range` of ``attention(layer:count:)`` (item = token × nKVHeads +
+    /// KV head). The query heads sharing a KV head go together, so each cached key and value is
+    /// read and converted once for all of them; per head the arithmetic is the one-head order
+    /// (a key's dot product in 8-lane steps, then values added position by position).
     private func attention(layer l: Int, items range: Range<Int>, worker: Int) {
         let c = config
         let hd = c.headDim, qDim = c.nHeads * hd, kvDim = c.nKVHeads * hd
         let group = c.nHeads / c.nKVHeads
         let scale = 1 / Float(hd).squareRoot()
         let keys = cache.keys(l), values = cache.values(l)
-        let start = position, ctx = cache.contextLength, kvType = cache.type
-        do {
-            let s = self.scores + worker * ctx
-            for item in range {
-                let t = item / c.nHeads, h = item % c.nHeads, kvh = h / group
-                let qv = self.q + t * qDim + h * hd
-                let last = start + t
-                var maxScore = -Float.infinity
-                for j in 0...last {
-                    let dot = kvType == .f32
-                        ? dotF32(qv, keys.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd, hd)
-                        : dotF16(qv, keys.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd, hd)
-                    s[j] = dot * scale
-                    maxScore = max(maxScore, s[j])
-                }
-                var sum: Float = 0
-                for j in 0...last { s[j] = expf(s[j] - maxScore); sum += s[j] }
-                let inv = 1 / sum
-                let out = self.att + t * qDim + h * hd
-                for d in 0..<hd { out[d] = 0 }
-                for j in 0...last {
-                    let p = s[j] * inv
-                    if kvType == .f32 {
-                        axpyF32(p, values.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd, out, hd)
-                    } else {
-                        axpyF16(p, values.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd, out, hd)
-                    }
+        let start = position, ctx = cache.contextLength, f32 = cache.type == .f32
+        let s = self.scores + worker * group * ctx     // [group, ctx]
+        for item in range {
+            let t = item / c.nKVHeads, kvh = item % c.nKVHeads
+            let q0 = self.q + t * qDim + kvh * group * hd   // the group's query heads, one after another
+            let last = start + t
+            for j in 0...last {
+                if f32 {
+                    let k = keys.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd
+                    groupDot(q0, group: group, headDim: hd, scale: scale, into: s + j, stride: ctx) { Dot.load8(k, $0) }
+                } else {
+                    let k = UnsafeRawPointer(keys.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd)
+                    groupDot(q0, group: group, headDim: hd, scale: scale, into: s + j, stride: ctx) { Dot.halfs(k, $0) }
                 }
             }
+            let out0 = self.att + t * qDim + kvh * group * hd
+            for h in 0..<group {
+                let sh = s + h * ctx
+                var maxScore = -Float.infinity
+                for j in 0...last { maxScore = max(maxScore, sh[j]) }
+                var sum: Float = 0
+                for j in 0...last { sh[j] = expf(sh[j] - maxScore); sum += sh[j] }
+                let inv = 1 / sum
+                for j in 0...last { sh[j] *= inv }
+                let out = out0 + h * hd
+                for d in 0..<hd { out[d] = 0 }
+            }
+            for j in 0...last {
+                if f32 {
+                    let v = values.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd
+                    groupAxpy(s + j, stride: ctx, group: group, headDim: hd, into: out0) { Dot.load8(v, $0) }
+                } else {
+                    let v = UnsafeRawPointer(values.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd)
+                    groupAxpy(s + j, stride: ctx, group: group, headDim: hd, into: out0) { Dot.halfs(v, $0) }
+                }
+            }
+        }
+    }
+
+    /// out[h·stride] = (q_h · k) × scale for the `group` query heads at `q0` (headDim apart), each
+    /// 8-lane chunk of k loaded (and converted) once.
+    @inline(__always)
+    private func groupDot(_ q0: UnsafePointer<Float>, group: Int, headDim hd: Int, scale: Float,
+                          into out: UnsafeMutablePointer<Float>, stride: Int, _ key: (Int) -> SIMD8<Float>) {
+        if group == 4 {
+            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+            var i = 0
+            while i < hd {
+                let k = key(i)
+                a0.addProduct(Dot.load8(q0, i), k); a1.addProduct(Dot.load8(q0 + hd, i), k)
+                a2.addProduct(Dot.load8(q0 + 2 * hd, i), k); a3.addProduct(Dot.load8(q0 + 3 * hd, i), k)
+                i += 8
+            }
+            out[0] = a0.sum() * scale; out[stride] = a1.sum() * scale
+            out[2 * stride] = a2.sum() * scale; out[3 * stride] = a3.sum() * scale
+            return
+        }
+        for h in 0..<group {
+            var a = SIMD8<Float>()
+            var i = 0
+            while i < hd { a.addProduct(Dot.load8(q0 + h * hd, i), key(i)); i += 8 }
+            out[h * stride] = a.sum() * scale
+        }
+    }
+
+    /// out_h += p[h·stride] · v for the `group` heads (out_h at `out0 + h·headDim`), each 8-lane
+    /// chunk of v loaded (and converted) once.
+    @inline(__always)
+    private func groupAxpy(_ p: UnsafePointer<Float>, stride: Int, group: Int, headDim hd: Int,
+                           into out0: UnsafeMutablePointer<Float>, _ value: (Int) -> SIMD8<Float>) {
+        if group == 4 {
+            let p0 = SIMD8(repeating: p[0]), p1 = SIMD8(repeating: p[stride])
+            let p2 = SIMD8(repeating: p[2 * stride]), p3 = SIMD8(repeating: p[3 * stride])
+            @inline(__always) func add(_ h: Int, _ ph: SIMD8<Float>, _ v: SIMD8<Float>, _ i: Int) {
+                let o = UnsafeMutableRawPointer(out0 + h * hd + i)
+                var acc = o.loadUnaligned(as: SIMD8<Float>.self)
+                acc.addProduct(ph, v)
+                o.storeBytes(of: acc, as: SIMD8<Float>.self)
+            }
+            var i = 0
+            while i < hd {
+                let v = value(i)
+                add(0, p0, v, i); add(1, p1, v, i); add(2, p2, v, i); add(3, p3, v, i)
+                i += 8
+            }
+            return
+        }
+        var i = 0
+        while i < hd {
+            let v = value(i)
+            for h in 0..<group {
+                let o = UnsafeMutableRawPointer(out0 + h * hd + i)
+                var acc = o.loadUnaligned(as: SIMD8<Float>.self)
+                acc.addProduct(SIMD8(repeating: p[h * stride]), v)
+                o.storeBytes(of: acc, as: SIMD8<Float>.self)
+            }
+            i += 8
         }
     }
 }
@@ -445,59 +520,4 @@ public final class Transformer: @unchecked Sendable {
 @inline(__always)
 func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
     for i in 0..<n { a[i] += b[i] }
-}
-
-@inline(__always)
-func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>()
-    var i = 0
-    while i + 8 <= n {
-        acc.addProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self))
-        i += 8
-    }
-    var s = acc.sum()
-    while i < n { s += a[i] * b[i]; i += 1 }
-    return s
-}
-
-@inline(__always)
-func dotF16(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float16>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>()
-    var i = 0
-    while i + 8 <= n {
-        acc.addProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self),
-                       SIMD8<Float>(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float16>.self)))
-        i += 8
-    }
-    var s = acc.sum()
-    while i < n { s += a[i] * Float(b[i]); i += 1 }
-    return s
-}
-
-/// y += a·x (n floats).
-@inline(__always)
-func axpyF32(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var i = 0
-    let av = SIMD8<Float>(repeating: a)
-    while i + 8 <= n {
-        var v = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
-        v.addProduct(av, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
-        UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < n { y[i] += a * x[i]; i += 1 }
-}
-
-/// y += a·x for f16 x (n values).
-@inline(__always)
-func axpyF16(_ a: Float, _ x: UnsafePointer<Float16>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var i = 0
-    let av = SIMD8<Float>(repeating: a)
-    while i + 8 <= n {
-        var v = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
-        v.addProduct(av, SIMD8<Float>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float16>.self)))
-        UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < n { y[i] += a * Float(x[i]); i += 1 }
 }

@@ -38,8 +38,9 @@ public enum Dot {
         return s
     }
 
+    /// Eight floats at `x + i`.
     @inlinable @inline(__always)
-    static func load8(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
+    public static func load8(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
         UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
     }
 
@@ -68,7 +69,7 @@ public enum Dot {
     /// Eight f16 at `w + 2i` as floats (`vcvtph2ps`), element-wise: the generic SIMD conversion
     /// stays a call when a loop has more than one conversion site.
     @inlinable @inline(__always)
-    static func halfs(_ w: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+    public static func halfs(_ w: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
         let h = w.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<Float16>.self)
         var r = SIMD8<Float>()
         for j in 0..<8 { r[j] = Float(h[j]) }
