@@ -346,19 +346,13 @@ public final class Transformer: @unchecked Sendable {
 
     /// hg[i] = silu(hg[i]) · hu[i] for i < n, split across the pool when long (prompt processing).
     func gatedSiLU(_ n: Int) {
-        if n < 1 << 16 { Transformer.gatedSiLU(hg, hu, 0..<n); return }
+        if n < 1 << 16 { VectorMath.gatedSiLU(hg, hu, 0..<n); return }
         pool.parallelFor(n, granularity: 1024, with: (hg, hu)) { context, lo, hi, _ in
             let (g, u) = context.load(as: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>).self)
-            Transformer.gatedSiLU(g, u, lo..<hi)
+            VectorMath.gatedSiLU(g, u, lo..<hi)
         }
     }
 
-    static func gatedSiLU(_ g: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
-        for i in range {
-            let x = g[i]
-            g[i] = x / (1 + expf(-x)) * u[i]
-        }
-    }
 
     /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ weight, for `count` rows.
     func rmsNorm(_ x: UnsafePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, count: Int) {
