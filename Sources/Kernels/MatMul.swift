@@ -2,12 +2,6 @@ import CHints
 
 /// Matrix products over mapped weights, split by rows across a ``WorkerPool``.
 public enum MatMul {
-    /// y[r] = W[r]·x for r in `rows` (single thread; the caller splits work).
-    @inlinable
-    public static func matVec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>) {
-        for r in rows { y[r] = Dot.dot(w.row(r), x, count: w.cols, type: w.type) }
-    }
-
     /// Batched: for each of `count` activation vectors (x_t at `x + t*xStride`), y_t[r] = W[r]·x_t
     /// with y_t at `y + t*yStride`, for r in `rows`. Each weight row is read once from memory and
     /// reused from L1 across the batch.
@@ -77,18 +71,9 @@ public enum MatMul {
 }
 
 extension WorkerPool {
-    /// y = W·x over all rows, split across the workers.
-    public func matVec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        parallelFor(w.rows, granularity: 16, with: (w, x, y)) { ctx, lo, hi, _ in
-            let (w, x, y) = ctx.load(as: (WeightMatrix, UnsafePointer<Float>, UnsafeMutablePointer<Float>).self)
-            MatMul.matVec(w, x, y, rows: lo..<hi)
-        }
-    }
-
     /// Y = W·X for `count` vectors, split across the workers by rows.
     public func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                        _ y: UnsafeMutablePointer<Float>, yStride: Int) {
-        if count == 1 { matVec(w, x, y); return }
         typealias Args = (w: WeightMatrix, x: UnsafePointer<Float>, xStride: Int, count: Int, y: UnsafeMutablePointer<Float>, yStride: Int)
         parallelFor(w.rows, granularity: 16, with: Args(w, x, xStride, count, y, yStride)) { ctx, lo, hi, _ in
             let a = ctx.load(as: Args.self)

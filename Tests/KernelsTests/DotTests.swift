@@ -68,10 +68,9 @@ final class DotTests: XCTestCase {
 }
 
 final class MatMulTests: XCTestCase {
-    /// One vector (matVec) is Dot.dot per row, bit for bit. Batches of float weights go through
-    /// four-vector tiles (one accumulator per vector instead of four): the same products summed in
-    /// another order, so they agree with Dot.dot within the reassociation bound of DotTests;
-    /// leftover vectors and block types use Dot.dot itself.
+    /// Every (row, vector) value is Dot.dot's, bit for bit, whether it came from a tile (two
+    /// rows × four vectors, one row × four), four rows at once (leftover vectors) or Dot.dot
+    /// itself (leftover rows, block types).
     func testPoolMatMulEqualsDotPerRow() {
         var rng = SplitMix64(seed: 51)
         for type in TensorType.allCases {
