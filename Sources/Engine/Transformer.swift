@@ -353,7 +353,6 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-
     /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ weight, for `count` rows.
     func rmsNorm(_ x: UnsafePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, count: Int) {
         let n = config.nEmbd
