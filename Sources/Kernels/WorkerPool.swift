@@ -29,9 +29,10 @@ public final class WorkerPool: @unchecked Sendable {
     private var active = 0
     private var body: SectionBody?
     private var context: UnsafeRawPointer?
-    private var count = 0, chunkSize = 1, chunkCount = 0
-    private let nextChunk = Atomic<Int>(0)
-    private let chunksDone = Atomic<Int>(0)
+    /// The section: `count` items in units of `granule` (the last unit may be short).
+    private var count = 0, granule = 1, unitCount = 0, minChunkUnits = 1
+    private let nextUnit = Atomic<Int>(0)
+    private let unitsDone = Atomic<Int>(0)
     private var handles: [pthread_t] = []
 
     /// - Parameters:
@@ -85,34 +86,33 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Runs `body(context, lo, hi, thread)` over chunks covering `0..<count` exactly once, on
     /// whichever threads are free; `thread` (0..<threads) identifies the running thread for
-    /// per-thread scratch. Chunk boundaries are multiples of `granularity`; about four chunks per
-    /// thread. Allocates nothing: the form for code inside the token loop.
+    /// per-thread scratch. Chunk boundaries are multiples of `granularity`. Chunks shrink as the
+    /// section drains (each takes 1/(2·threads) of what is left, down to 1/(16·threads) of the
+    /// whole), so the threads finish close together: the last chunk, which one thread runs
+    /// while the others wait, is small. Allocates nothing: the form for code inside the token loop.
     public func parallelFor(_ count: Int, granularity: Int = 1, context: UnsafeRawPointer, _ body: SectionBody) {
         if count <= 0 { return }
         let g = max(1, granularity)
         let units = (count + g - 1) / g
-        let perChunk = max(1, (units + 4 * threads - 1) / (4 * threads))
-        let size = perChunk * g
-        let chunks = (count + size - 1) / size
-        if threads == 1 || chunks == 1 {
-            var lo = 0
-            while lo < count { body(context, lo, min(count, lo + size), 0); lo += size }
+        if threads == 1 || units == 1 {
+            body(context, 0, count, 0)
             return
         }
         pthread_mutex_lock(mutex)
         self.body = body
         self.context = context
         self.count = count
-        chunkSize = size
-        chunkCount = chunks
-        nextChunk.store(0, ordering: .relaxed)
-        chunksDone.store(0, ordering: .relaxed)
+        granule = g
+        unitCount = units
+        minChunkUnits = max(1, units / (16 * threads))
+        nextUnit.store(0, ordering: .relaxed)
+        unitsDone.store(0, ordering: .relaxed)
         generation &+= 1
         pthread_cond_broadcast(wake)
         pthread_mutex_unlock(mutex)
         work(body, context, thread: 0)
         pthread_mutex_lock(mutex)
-        while chunksDone.load(ordering: .acquiring) < chunks || active > 0 { pthread_cond_wait(finished, mutex) }
+        while unitsDone.load(ordering: .acquiring) < units || active > 0 { pthread_cond_wait(finished, mutex) }
         self.body = nil
         self.context = nil
         pthread_mutex_unlock(mutex)
@@ -146,12 +146,15 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Claims and runs chunks until none are left.
     private func work(_ body: SectionBody, _ context: UnsafeRawPointer, thread: Int) {
-        while true {
-            let i = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
-            if i >= chunkCount { return }
-            let lo = i * chunkSize
-            body(context, lo, min(count, lo + chunkSize), thread)
-            chunksDone.wrappingAdd(1, ordering: .releasing)
+        var next = nextUnit.load(ordering: .relaxed)
+        while next < unitCount {
+            let size = max(minChunkUnits, (unitCount - next) / (2 * threads))
+            let end = min(unitCount, next + size)
+            let (claimed, seen) = nextUnit.compareExchange(expected: next, desired: end, ordering: .relaxed)
+            if !claimed { next = seen; continue }
+            body(context, next * granule, min(count, end * granule), thread)
+            unitsDone.wrappingAdd(end - next, ordering: .releasing)
+            next = nextUnit.load(ordering: .relaxed)
         }
     }
 

@@ -37,6 +37,27 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
+    /// Chunks shrink as a section drains (guided scheduling), so the last chunk, which one
+    /// thread runs while the others wait, is a small share of the work.
+    func testChunksShrinkTowardTheEnd() {
+        let lock = NSLock()
+        for threads in [2, 3] {
+            let pool = WorkerPool(threads: threads)
+            let count = 16 * 7168, g = 16
+            var ranges: [Range<Int>] = []
+            pool.parallelFor(count, granularity: g) { (r: Range<Int>, _: Int) in
+                lock.lock(); ranges.append(r); lock.unlock()
+            }
+            let sorted = ranges.sorted { $0.lowerBound < $1.lowerBound }
+            let first = sorted.first!.count, last = sorted.last!.count
+            XCTAssertEqual(first, count / (2 * threads) / g * g, "threads \(threads): first chunk")
+            XCTAssertLessThanOrEqual(last, count / (16 * threads) + g, "threads \(threads): last chunk \(last) of \(count)")
+            for (a, b) in zip(sorted, sorted.dropFirst()) {
+                XCTAssertLessThanOrEqual(b.count, a.count, "threads \(threads): a later chunk is larger")
+            }
+        }
+    }
+
     func testSingleArgumentFormAndRepeatedSections() {
         let lock = NSLock()
         for threads in 1...4 {
