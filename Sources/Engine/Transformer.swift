@@ -400,112 +400,22 @@ public final class Transformer: @unchecked Sendable {
     static let parallelAttentionWork = 1 << 18
 
     /// The (token, KV head) items `range` of ``attention(layer:count:)`` (item = token × nKVHeads +
-    /// KV head). The query heads sharing a KV head go together, so each cached key and value is
-    /// read and converted once for all of them; per head the arithmetic is the one-head order
-    /// (a key's dot product in 8-lane steps, then values added position by position).
+    /// KV head), each one ``GroupedQueryAttention/attend(queries:group:headDim:keys:values:rowStride:f32:positions:scores:scoreStride:into:)``.
     private func attention(layer l: Int, items range: Range<Int>, worker: Int) {
         let c = config
         let hd = c.headDim, qDim = c.nHeads * hd, kvDim = c.nKVHeads * hd
         let group = c.nHeads / c.nKVHeads
-        let scale = 1 / Float(hd).squareRoot()
+        let elementBytes = cache.type.bytes
         let keys = cache.keys(l), values = cache.values(l)
-        let start = position, ctx = cache.contextLength, f32 = cache.type == .f32
+        let ctx = cache.contextLength
         let s = self.scores + worker * group * ctx     // [group, ctx]
         for item in range {
             let t = item / c.nKVHeads, kvh = item % c.nKVHeads
-            let q0 = self.q + t * qDim + kvh * group * hd   // the group's query heads, one after another
-            let last = start + t
-            for j in 0...last {
-                if f32 {
-                    let k = keys.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd
-                    groupDot(q0, group: group, headDim: hd, scale: scale, into: s + j, stride: ctx) { Dot.load8(k, $0) }
-                } else {
-                    let k = UnsafeRawPointer(keys.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd)
-                    groupDot(q0, group: group, headDim: hd, scale: scale, into: s + j, stride: ctx) { Dot.halfs(k, $0) }
-                }
-            }
-            let out0 = self.att + t * qDim + kvh * group * hd
-            for h in 0..<group {
-                let sh = s + h * ctx
-                var maxScore = -Float.infinity
-                for j in 0...last { maxScore = max(maxScore, sh[j]) }
-                var sum: Float = 0
-                for j in 0...last { sh[j] = expf(sh[j] - maxScore); sum += sh[j] }
-                let inv = 1 / sum
-                for j in 0...last { sh[j] *= inv }
-                let out = out0 + h * hd
-                for d in 0..<hd { out[d] = 0 }
-            }
-            for j in 0...last {
-                if f32 {
-                    let v = values.assumingMemoryBound(to: Float.self) + j * kvDim + kvh * hd
-                    groupAxpy(s + j, stride: ctx, group: group, headDim: hd, into: out0) { Dot.load8(v, $0) }
-                } else {
-                    let v = UnsafeRawPointer(values.assumingMemoryBound(to: Float16.self) + j * kvDim + kvh * hd)
-                    groupAxpy(s + j, stride: ctx, group: group, headDim: hd, into: out0) { Dot.halfs(v, $0) }
-                }
-            }
-        }
-    }
-
-    /// out[h·stride] = (q_h · k) × scale for the `group` query heads at `q0` (headDim apart), each
-    /// 8-lane chunk of k loaded (and converted) once.
-    @inline(__always)
-    private func groupDot(_ q0: UnsafePointer<Float>, group: Int, headDim hd: Int, scale: Float,
-                          into out: UnsafeMutablePointer<Float>, stride: Int, _ key: (Int) -> SIMD8<Float>) {
-        if group == 4 {
-            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-            var i = 0
-            while i < hd {
-                let k = key(i)
-                a0.addProduct(Dot.load8(q0, i), k); a1.addProduct(Dot.load8(q0 + hd, i), k)
-                a2.addProduct(Dot.load8(q0 + 2 * hd, i), k); a3.addProduct(Dot.load8(q0 + 3 * hd, i), k)
-                i += 8
-            }
-            out[0] = a0.sum() * scale; out[stride] = a1.sum() * scale
-            out[2 * stride] = a2.sum() * scale; out[3 * stride] = a3.sum() * scale
-            return
-        }
-        for h in 0..<group {
-            var a = SIMD8<Float>()
-            var i = 0
-            while i < hd { a.addProduct(Dot.load8(q0 + h * hd, i), key(i)); i += 8 }
-            out[h * stride] = a.sum() * scale
-        }
-    }
-
-    /// out_h += p[h·stride] · v for the `group` heads (out_h at `out0 + h·headDim`), each 8-lane
-    /// chunk of v loaded (and converted) once.
-    @inline(__always)
-    private func groupAxpy(_ p: UnsafePointer<Float>, stride: Int, group: Int, headDim hd: Int,
-                           into out0: UnsafeMutablePointer<Float>, _ value: (Int) -> SIMD8<Float>) {
-        if group == 4 {
-            let p0 = SIMD8(repeating: p[0]), p1 = SIMD8(repeating: p[stride])
-            let p2 = SIMD8(repeating: p[2 * stride]), p3 = SIMD8(repeating: p[3 * stride])
-            @inline(__always) func add(_ h: Int, _ ph: SIMD8<Float>, _ v: SIMD8<Float>, _ i: Int) {
-                let o = UnsafeMutableRawPointer(out0 + h * hd + i)
-                var acc = o.loadUnaligned(as: SIMD8<Float>.self)
-                acc.addProduct(ph, v)
-                o.storeBytes(of: acc, as: SIMD8<Float>.self)
-            }
-            var i = 0
-            while i < hd {
-                let v = value(i)
-                add(0, p0, v, i); add(1, p1, v, i); add(2, p2, v, i); add(3, p3, v, i)
-                i += 8
-            }
-            return
-        }
-        var i = 0
-        while i < hd {
-            let v = value(i)
-            for h in 0..<group {
-                let o = UnsafeMutableRawPointer(out0 + h * hd + i)
-                var acc = o.loadUnaligned(as: SIMD8<Float>.self)
-                acc.addProduct(SIMD8(repeating: p[h * stride]), v)
-                o.storeBytes(of: acc, as: SIMD8<Float>.self)
-            }
-            i += 8
+            GroupedQueryAttention.attend(
+                queries: q + t * qDim + kvh * group * hd, group: group, headDim: hd,
+                keys: keys + kvh * hd * elementBytes, values: values + kvh * hd * elementBytes,
+                rowStride: kvDim, f32: cache.type == .f32, positions: position + t + 1,
+                scores: s, scoreStride: ctx, into: att + t * qDim + kvh * group * hd)
         }
     }
 }
