@@ -46,6 +46,13 @@ public final class Transformer: @unchecked Sendable {
     /// mincore's vector for ``MappedFile/prefetch(_:scratch:capacity:)``: one byte per page.
     let residency: UnsafeMutablePointer<UInt8>
     let residencyCapacity = 4096
+    /// Tokens left in which the shared weights' residency is checked too, and the chosen experts'
+    /// before their section rather than during it: reset to ``pressureTokens`` whenever a check
+    /// finds pages missing (memory pressure, or a cold start). Without pressure nothing is evicted;
+    /// with it the coldest pages (unchosen experts) go long before the shared weights, which every
+    /// token touches, so a missing expert page is the first sign.
+    var pressureLeft = Transformer.pressureTokens
+    static let pressureTokens = 16
     let xe: UnsafeMutablePointer<Float>        // [B, nEmbd] gathered expert input
     let hg: UnsafeMutablePointer<Float>        // [B, nFF] gate
     let hu: UnsafeMutablePointer<Float>        // [B, nFF] up
@@ -162,7 +169,7 @@ public final class Transformer: @unchecked Sendable {
 
         for (l, layer) in weights.layers.enumerated() {
             var trace: [ExpertChoice] = []
-            if adviseExperts {
+            if adviseExperts && pressureLeft > 0 {
                 // Shared weights were fetched at start-up; under memory pressure they may have been
                 // evicted since, and with no readahead they would return a page at a time.
                 prefetch(layer.wq, layer: l); prefetch(layer.wk, layer: l)
@@ -210,15 +217,13 @@ public final class Transformer: @unchecked Sendable {
                                                   weights: (0..<nK).map { chosenWeight[t * nK + $0] }))
                     }
                 }
-                if adviseExperts {
-                    for e in 0..<c.nExperts where expertCount[e] > 0 {
-                        for r in weights.expertRanges[l][e] { weights.expertFiles[l].prefetch(r, scratch: residency, capacity: residencyCapacity) }
-                    }
-                }
-                if B == 1 {
-                    singleTokenExperts(layer)
+                if B == 1 && adviseExperts && pressureLeft == 0 {
+                    // No pages were missing lately: check the chosen experts while the gate and up
+                    // products already run.
+                    singleTokenExperts(layer) { prefetchChosenExperts(layer: l) }
                 } else {
-                    batchedExperts(layer)
+                    if adviseExperts { prefetchChosenExperts(layer: l) }
+                    if B == 1 { singleTokenExperts(layer) } else { batchedExperts(layer) }
                 }
             } else {
                 // Dense model: one always-chosen FFN.
@@ -233,7 +238,7 @@ public final class Transformer: @unchecked Sendable {
         }
 
         // Final rmsnorm and output head.
-        if adviseExperts && wanted != .none { prefetch(weights.output, layer: 0) }
+        if adviseExperts && pressureLeft > 0 && wanted != .none { prefetch(weights.output, layer: 0) }
         switch wanted {
         case .none: break
         case .last:
@@ -244,6 +249,16 @@ public final class Transformer: @unchecked Sendable {
             linear(weights.output, xb, xStride: c.nEmbd, count: B, logits, yStride: c.nVocab)
         }
         position += B
+        pressureLeft = max(0, pressureLeft - 1)
+    }
+
+    /// WILLNEED on the chosen experts' pages of layer `l` that are not resident.
+    func prefetchChosenExperts(layer l: Int) {
+        for e in 0..<config.nExperts where expertCount[e] > 0 {
+            for r in weights.expertRanges[l][e] where weights.expertFiles[l].prefetch(r, scratch: residency, capacity: residencyCapacity) {
+                pressureLeft = Transformer.pressureTokens
+            }
+        }
     }
 
     /// WILLNEED on `m`'s bytes unless they are all resident (a page-table check: cheap when they are).
@@ -251,7 +266,9 @@ public final class Transformer: @unchecked Sendable {
         guard l < weights.expertFiles.count else { return }   // dense models: nothing advised
         let file = weights.expertFiles[l], o = m.base - file.base
         if o >= 0 && o + m.byteCount <= file.size {
-            file.prefetch(o..<(o + m.byteCount), scratch: residency, capacity: residencyCapacity)
+            if file.prefetch(o..<(o + m.byteCount), scratch: residency, capacity: residencyCapacity) {
+                pressureLeft = Transformer.pressureTokens
+            }
         }
     }
 
@@ -305,7 +322,8 @@ public final class Transformer: @unchecked Sendable {
     /// The experts of a single token (xb): gate and up of every chosen expert in one section,
     /// SiLU, down of every chosen expert in one section, then x += Σ weight·output in ascending
     /// expert order (the order the batched path adds them in, so results do not depend on B).
-    func singleTokenExperts(_ layer: LayerWeights) {
+    /// `first` runs on the calling thread while the workers start on gate and up.
+    func singleTokenExperts(_ layer: LayerWeights, whileGateUpStarts first: () -> Void = {}) {
         let c = config
         var n = 0, gateUpQ8_0 = false, downQ8_0 = false
         for e in 0..<c.nExperts where expertCount[e] > 0 {
@@ -320,7 +338,7 @@ public final class Transformer: @unchecked Sendable {
             setTask(2 * j, w.gate, xb, xStride: c.nEmbd, count: 1, hg + j * c.nFF, yStride: c.nFF, xq: inInt)
             setTask(2 * j + 1, w.up, xb, xStride: c.nEmbd, count: 1, hu + j * c.nFF, yStride: c.nFF, xq: inInt)
         }
-        pool.run(UnsafeBufferPointer(start: tasks, count: 2 * n))
+        pool.run(UnsafeBufferPointer(start: tasks, count: 2 * n), first: first)
         gatedSiLU(n * c.nFF)
         let hInt = quantizeIfNeeded(hg, stride: c.nFF, count: n, rowLength: c.nFF, anyQ8_0: downQ8_0, into: xqExperts)
         for j in 0..<n {
@@ -408,14 +426,14 @@ public final class Transformer: @unchecked Sendable {
         let elementBytes = cache.type.bytes
         let keys = cache.keys(l), values = cache.values(l)
         let ctx = cache.contextLength
-        let s = self.scores + worker * group * ctx     // [group, ctx]
+        let s = self.scores + worker * group * ctx     // [ctx, group]
         for item in range {
             let t = item / c.nKVHeads, kvh = item % c.nKVHeads
             GroupedQueryAttention.attend(
                 queries: q + t * qDim + kvh * group * hd, group: group, headDim: hd,
                 keys: keys + kvh * hd * elementBytes, values: values + kvh * hd * elementBytes,
                 rowStride: kvDim, f32: cache.type == .f32, positions: position + t + 1,
-                scores: s, scoreStride: ctx, into: att + t * qDim + kvh * group * hd)
+                scores: s, into: att + t * qDim + kvh * group * hd)
         }
     }
 }

@@ -80,11 +80,13 @@ public struct LinearTask: @unchecked Sendable {
 
 extension WorkerPool {
     /// Runs independent products as one parallel section: their rows, taken one after another,
-    /// are split across the workers. Allocates nothing.
-    public func run(_ tasks: UnsafeBufferPointer<LinearTask>) {
+    /// are split across the workers. The calling thread first runs `first` (see
+    /// ``parallelFor(_:granularity:context:_:first:)``). Allocates nothing.
+    public func run(_ tasks: UnsafeBufferPointer<LinearTask>, first: () -> Void = {}) {
         var total = 0
         for t in tasks { total += t.w.rows }
-        parallelFor(total, granularity: 16, with: (tasks, self)) { ctx, lo, hi, thread in
+        var context = (tasks, self)
+        parallelFor(total, granularity: 16, context: &context, { ctx, lo, hi, thread in
             let (tasks, pool) = ctx.load(as: (UnsafeBufferPointer<LinearTask>, WorkerPool).self)
             let scratch = pool.scratch(thread), scratchBytes = pool.scratchBytes
             var start = 0
@@ -95,6 +97,6 @@ extension WorkerPool {
                 if end >= hi { break }
                 start = end
             }
-        }
+        }, first: first)
     }
 }

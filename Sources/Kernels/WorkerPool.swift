@@ -91,10 +91,19 @@ public final class WorkerPool: @unchecked Sendable {
     /// whole), so the threads finish close together: the last chunk, which one thread runs
     /// while the others wait, is small. Allocates nothing: the form for code inside the token loop.
     public func parallelFor(_ count: Int, granularity: Int = 1, context: UnsafeRawPointer, _ body: SectionBody) {
-        if count <= 0 { return }
+        parallelFor(count, granularity: granularity, context: context, body, first: {})
+    }
+
+    /// ``parallelFor(_:granularity:context:_:)`` where the calling thread first runs `first`,
+    /// after waking the workers, which meanwhile start on the chunks: a short serial job that the
+    /// section does not depend on (e.g. asking for pages a later section needs) overlaps with it.
+    public func parallelFor(_ count: Int, granularity: Int = 1, context: UnsafeRawPointer, _ body: SectionBody,
+                            first: () -> Void) {
+        if count <= 0 { first(); return }
         let g = max(1, granularity)
         let units = (count + g - 1) / g
         if threads == 1 || units == 1 {
+            first()
             body(context, 0, count, 0)
             return
         }
@@ -110,6 +119,7 @@ public final class WorkerPool: @unchecked Sendable {
         generation &+= 1
         pthread_cond_broadcast(wake)
         pthread_mutex_unlock(mutex)
+        first()
         work(body, context, thread: 0)
         pthread_mutex_lock(mutex)
         while unitsDone.load(ordering: .acquiring) < units || active > 0 { pthread_cond_wait(finished, mutex) }

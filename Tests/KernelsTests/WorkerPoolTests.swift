@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Synchronization
 @testable import Kernels
 
 final class WorkerPoolTests: XCTestCase {
@@ -54,6 +55,26 @@ final class WorkerPoolTests: XCTestCase {
             XCTAssertLessThanOrEqual(last, count / (16 * threads) + g, "threads \(threads): last chunk \(last) of \(count)")
             for (a, b) in zip(sorted, sorted.dropFirst()) {
                 XCTAssertLessThanOrEqual(b.count, a.count, "threads \(threads): a later chunk is larger")
+            }
+        }
+    }
+
+    /// `first` runs once, on the calling thread, in every kind of section (empty, one chunk, many).
+    func testFirstRunsOnceOnTheCallingThread() {
+        for threads in [1, 2] {
+            let pool = WorkerPool(threads: threads)
+            for count in [0, 1, 16, 4096] {
+                var firstRuns = 0
+                var firstThread: pthread_t?
+                let chunks = Atomic<Int>(0)
+                withUnsafePointer(to: chunks) { c in
+                    pool.parallelFor(count, granularity: 16, context: UnsafeRawPointer(c), { ctx, lo, hi, _ in
+                        ctx.assumingMemoryBound(to: Atomic<Int>.self).pointee.wrappingAdd(hi - lo, ordering: .relaxed)
+                    }, first: { firstRuns += 1; firstThread = pthread_self() })
+                }
+                XCTAssertEqual(firstRuns, 1, "threads \(threads) count \(count)")
+                XCTAssertEqual(firstThread.map { pthread_equal($0, pthread_self()) != 0 }, true, "threads \(threads) count \(count)")
+                XCTAssertEqual(chunks.load(ordering: .relaxed), count)
             }
         }
     }

@@ -1,0 +1,33 @@
+import Foundation
+import XCTest
+@testable import Kernels
+
+#if os(Linux)
+final class MappedFileTests: XCTestCase {
+    /// `prefetch` reports whether it found pages missing: after the file's pages are dropped it
+    /// does (and asks for them), once they are read it does not.
+    func testPrefetchReportsMissingPages() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-mapped-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let bytes = 64 * MappedFile.pageSize
+        try Data((0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: url)
+        let file = try MappedFile(path: url.path)
+        let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 16)
+        defer { scratch.deallocate() }
+
+        var sum = 0
+        for i in stride(from: 0, to: bytes, by: MappedFile.pageSize) { sum &+= Int(file.base.load(fromByteOffset: i, as: UInt8.self)) }
+        XCTAssertNotEqual(sum, -1)
+        XCTAssertTrue(file.residentPages(0..<bytes).allSatisfy { $0 })
+        // Resident: nothing missing, in windows of 16 pages and across the file's end.
+        XCTAssertFalse(file.prefetch(0..<bytes, scratch: scratch, capacity: 16))
+        XCTAssertFalse(file.prefetch(bytes - 100..<bytes + 5000, scratch: scratch, capacity: 16))
+
+        file.dropFromPageCache()
+        if file.residentPages(0..<bytes).contains(true) {
+            throw XCTSkip("dropping the file from the page cache does not work here")
+        }
+        XCTAssertTrue(file.prefetch(20 * MappedFile.pageSize..<30 * MappedFile.pageSize, scratch: scratch, capacity: 16))
+    }
+}
+#endif
