@@ -320,9 +320,11 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// The experts of a single token (xb): gate and up of every chosen expert in one section,
-    /// SiLU, down of every chosen expert in one section, then x += Σ weight·output in ascending
+    /// down of every chosen expert in one section, then x += Σ weight·output in ascending
     /// expert order (the order the batched path adds them in, so results do not depend on B).
-    /// `first` runs on the calling thread while the workers start on gate and up.
+    /// The first section also applies the SiLU and quantizes the result for down, each chunk for
+    /// its own rows, so nothing runs serially between the two. `first` runs on the calling
+    /// thread while the workers start on gate and up.
     func singleTokenExperts(_ layer: LayerWeights, whileGateUpStarts first: () -> Void = {}) {
         let c = config
         var n = 0, gateUpQ8_0 = false, downQ8_0 = false
@@ -338,9 +340,13 @@ public final class Transformer: @unchecked Sendable {
             setTask(2 * j, w.gate, xb, xStride: c.nEmbd, count: 1, hg + j * c.nFF, yStride: c.nFF, xq: inInt)
             setTask(2 * j + 1, w.up, xb, xStride: c.nEmbd, count: 1, hu + j * c.nFF, yStride: c.nFF, xq: inInt)
         }
-        pool.run(UnsafeBufferPointer(start: tasks, count: 2 * n), first: first)
-        gatedSiLU(n * c.nFF)
-        let hInt = quantizeIfNeeded(hg, stride: c.nFF, count: n, rowLength: c.nFF, anyQ8_0: downQ8_0, into: xqExperts)
+        let hInt = int8Activations && downQ8_0 ? xqExperts : nil
+        hInt?.prepare(count: n, rowLength: c.nFF)
+        // Rows of the experts' hidden vectors, expert after expert, in whole Q8_0 blocks.
+        pool.parallelFor(n * c.nFF, granularity: 32, with: (self, hInt), { context, lo, hi, thread in
+            let (me, hInt) = context.load(as: (Transformer, QuantizedActivations?).self)
+            me.gateUpSiLU(rows: lo..<hi, thread: thread, quantizeInto: hInt)
+        }, first: first)
         for j in 0..<n {
             setTask(j, layer.experts[chosenExperts[j]].down, hg + j * c.nFF, xStride: c.nFF, count: 1, ye + j * c.nEmbd, yStride: c.nEmbd,
                     xq: hInt, first: j)
@@ -350,6 +356,24 @@ public final class Transformer: @unchecked Sendable {
             let w = expertTokenWeight[chosenExperts[j] * maxBatch]
             let src = ye + j * c.nEmbd
             for d in 0..<c.nEmbd { x[d] += w * src[d] }
+        }
+    }
+
+    /// Rows `rows` of the chosen experts' hidden vectors (row j·nFF + i is row i of expert j): the
+    /// gate and up products of tasks 2j and 2j+1, the gated SiLU into hg, and with `quantizeInto`
+    /// the Q8_0 blocks of those rows (rows come in whole blocks).
+    func gateUpSiLU(rows: Range<Int>, thread: Int, quantizeInto hInt: QuantizedActivations?) {
+        let nFF = config.nFF
+        precondition(hInt == nil || nFF % 32 == 0, "Q8_0 down projections have whole blocks")
+        let scratch = pool.scratch(thread), scratchBytes = pool.scratchBytes
+        var r = rows.lowerBound
+        while r < rows.upperBound {
+            let j = r / nFF, a = r % nFF, b = min(nFF, a + rows.upperBound - r)
+            tasks[2 * j].run(rows: a..<b, scratch: scratch, scratchBytes: scratchBytes)
+            tasks[2 * j + 1].run(rows: a..<b, scratch: scratch, scratchBytes: scratchBytes)
+            VectorMath.gatedSiLU(hg + j * nFF, hu + j * nFF, a..<b)
+            hInt?.quantize(vector: j, blocks: (a / 32)..<(b / 32), from: hg + j * nFF)
+            r += b - a
         }
     }
 

@@ -44,27 +44,39 @@ public final class QuantizedActivations: @unchecked Sendable {
         }
     }
 
-    private func quantize(_ x: UnsafePointer<Float>, stride: Int, vectors: Range<Int>) {
-        let n = rowLength
+    /// Sets the shape, `count` vectors of `n` values (n a multiple of 32), for filling the buffer
+    /// piece by piece with ``quantize(vector:blocks:from:)``, e.g. by the threads that produce the
+    /// values.
+    public func prepare(count: Int, rowLength n: Int) {
+        precondition(n % 32 == 0 && count * n <= capacity)
+        self.count = count
+        rowLength = n
+    }
+
+    /// Quantizes blocks `blocks` (32 values each) of vector `t` from `x`, the start of that
+    /// vector's floats. The shape comes from ``prepare(count:rowLength:)``.
+    public func quantize(vector t: Int, blocks: Range<Int>, from x: UnsafePointer<Float>) {
+        precondition(t >= 0 && t < count && blocks.lowerBound >= 0 && blocks.upperBound <= rowLength / 32)
         let widened = count >= QuantizedActivations.widenedFromCount
-        for t in vectors {
-            let src = x + t * stride
-            for b in 0..<(n / 32) {
-                let v = src + b * 32
-                var amax: Float = 0
-                for i in 0..<32 { amax = max(amax, abs(v[i])) }
-                let scale = amax / 127
-                let inv: Float = scale != 0 ? 1 / scale : 0
-                let blk = (t * n / 32) + b
-                d[blk] = scale
-                let o = q + blk * 32
-                for i in 0..<32 { o[i] = Int8((v[i] * inv).rounded(.toNearestOrAwayFromZero)) }
-                if widened {
-                    let o16 = q16 + blk * 32
-                    for i in 0..<16 { o16[i] = Int16(o[2 * i]); o16[16 + i] = Int16(o[2 * i + 1]) }
-                }
+        for b in blocks {
+            let v = x + b * 32
+            var amax: Float = 0
+            for i in 0..<32 { amax = max(amax, abs(v[i])) }
+            let scale = amax / 127
+            let inv: Float = scale != 0 ? 1 / scale : 0
+            let blk = (t * rowLength / 32) + b
+            d[blk] = scale
+            let o = q + blk * 32
+            for i in 0..<32 { o[i] = Int8((v[i] * inv).rounded(.toNearestOrAwayFromZero)) }
+            if widened {
+                let o16 = q16 + blk * 32
+                for i in 0..<16 { o16[i] = Int16(o[2 * i]); o16[16 + i] = Int16(o[2 * i + 1]) }
             }
         }
+    }
+
+    private func quantize(_ x: UnsafePointer<Float>, stride: Int, vectors: Range<Int>) {
+        for t in vectors { quantize(vector: t, blocks: 0..<(rowLength / 32), from: x + t * stride) }
     }
 
     /// Block values and scales of vector `t`.

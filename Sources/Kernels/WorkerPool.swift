@@ -131,8 +131,9 @@ public final class WorkerPool: @unchecked Sendable {
     /// ``parallelFor(_:granularity:context:_:)`` with `context` pointing at a copy of `value`
     /// for the duration of the call.
     @inlinable
-    public func parallelFor<Context>(_ count: Int, granularity: Int = 1, with value: Context, _ body: SectionBody) {
-        withUnsafePointer(to: value) { parallelFor(count, granularity: granularity, context: UnsafeRawPointer($0), body) }
+    public func parallelFor<Context>(_ count: Int, granularity: Int = 1, with value: Context, _ body: SectionBody,
+                                     first: () -> Void = {}) {
+        withUnsafePointer(to: value) { parallelFor(count, granularity: granularity, context: UnsafeRawPointer($0), body, first: first) }
     }
 
     /// Closure form of ``parallelFor(_:granularity:context:_:)``: `body(range, thread)`. Making the

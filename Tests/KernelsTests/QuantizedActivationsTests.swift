@@ -100,21 +100,33 @@ final class QuantizedActivationsTests: XCTestCase {
     }
 
     /// Split across a pool (eight or more vectors), quantization gives the same bytes.
-    func testPooledQuantizationMatchesSerial() {
+    /// Pooled quantization, and block ranges quantized one piece at a time in any order (as the
+    /// threads of the expert section do), give the bytes of the serial pass.
+    func testPooledAndPiecewiseQuantizationMatchSerial() {
         var rng = SplitMix64(seed: 17)
         let cols = 96, count = 11
         let x = rng.floats(cols * count)
         let serial = QuantizedActivations(capacity: cols * count), pooled = QuantizedActivations(capacity: cols * count)
+        let piecewise = QuantizedActivations(capacity: cols * count)
         x.withUnsafeBufferPointer {
             serial.quantize($0.baseAddress!, stride: cols, count: count, rowLength: cols)
             pooled.quantize($0.baseAddress!, stride: cols, count: count, rowLength: cols, pool: WorkerPool(threads: 3))
+            piecewise.prepare(count: count, rowLength: cols)
+            for t in (0..<count).reversed() {
+                piecewise.quantize(vector: t, blocks: 2..<3, from: $0.baseAddress! + t * cols)
+                piecewise.quantize(vector: t, blocks: 0..<2, from: $0.baseAddress! + t * cols)
+            }
         }
-        for t in 0..<count {
-            let (qs, ds) = serial.vector(t), (qp, dp) = pooled.vector(t)
-            XCTAssertEqual(Array(UnsafeBufferPointer(start: qs, count: cols)), Array(UnsafeBufferPointer(start: qp, count: cols)), "vector \(t)")
-            XCTAssertEqual(Array(UnsafeBufferPointer(start: ds, count: cols / 32)), Array(UnsafeBufferPointer(start: dp, count: cols / 32)))
-            XCTAssertEqual(Array(UnsafeBufferPointer(start: serial.widenedVector(t), count: cols)),
-                           Array(UnsafeBufferPointer(start: pooled.widenedVector(t), count: cols)))
+        for other in [pooled, piecewise] {
+            XCTAssertEqual(other.count, count)
+            XCTAssertEqual(other.rowLength, cols)
+            for t in 0..<count {
+                let (qs, ds) = serial.vector(t), (qp, dp) = other.vector(t)
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: qs, count: cols)), Array(UnsafeBufferPointer(start: qp, count: cols)), "vector \(t)")
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: ds, count: cols / 32)), Array(UnsafeBufferPointer(start: dp, count: cols / 32)))
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: serial.widenedVector(t), count: cols)),
+                               Array(UnsafeBufferPointer(start: other.widenedVector(t), count: cols)))
+            }
         }
     }
 
