@@ -59,20 +59,65 @@ public final class QuantizedActivations: @unchecked Sendable {
         precondition(t >= 0 && t < count && blocks.lowerBound >= 0 && blocks.upperBound <= rowLength / 32)
         let widened = count >= QuantizedActivations.widenedFromCount
         for b in blocks {
-            let v = x + b * 32
-            var amax: Float = 0
-            for i in 0..<32 { amax = max(amax, abs(v[i])) }
+            let v = UnsafeRawPointer(x + b * 32)
+            let v0 = v.loadUnaligned(as: SIMD8<Float>.self), v1 = v.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            let v2 = v.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), v3 = v.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+            let m01 = QuantizedActivations.maxMagnitude(v0, v1), m23 = QuantizedActivations.maxMagnitude(v2, v3)
+            let amax = QuantizedActivations.maxAcross(m01.replacing(with: m23, where: m23 .> m01))
             let scale = amax / 127
             let inv: Float = scale != 0 ? 1 / scale : 0
             let blk = (t * rowLength / 32) + b
             d[blk] = scale
             let o = q + blk * 32
-            for i in 0..<32 { o[i] = Int8((v[i] * inv).rounded(.toNearestOrAwayFromZero)) }
+            let ob = UnsafeMutableRawPointer(o)
+            ob.storeBytes(of: QuantizedActivations.roundedBytes(v0 * inv), as: SIMD8<Int8>.self)
+            ob.storeBytes(of: QuantizedActivations.roundedBytes(v1 * inv), toByteOffset: 8, as: SIMD8<Int8>.self)
+            ob.storeBytes(of: QuantizedActivations.roundedBytes(v2 * inv), toByteOffset: 16, as: SIMD8<Int8>.self)
+            ob.storeBytes(of: QuantizedActivations.roundedBytes(v3 * inv), toByteOffset: 24, as: SIMD8<Int8>.self)
             if widened {
                 let o16 = q16 + blk * 32
                 for i in 0..<16 { o16[i] = Int16(o[2 * i]); o16[16 + i] = Int16(o[2 * i + 1]) }
             }
         }
+    }
+
+    /// max(|a|, |b|) lane by lane (the sign bits cleared, then a compare and a blend).
+    @inlinable @inline(__always)
+    static func maxMagnitude(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        let mask = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
+        let x = unsafeBitCast(unsafeBitCast(a, to: SIMD8<UInt32>.self) & mask, to: SIMD8<Float>.self)
+        let y = unsafeBitCast(unsafeBitCast(b, to: SIMD8<UInt32>.self) & mask, to: SIMD8<Float>.self)
+        return x.replacing(with: y, where: y .> x)
+    }
+
+    /// The largest lane, by halves (`SIMD.max()` stays a call).
+    @inlinable @inline(__always)
+    static func maxAcross(_ m: SIMD8<Float>) -> Float {
+        var a = m.lowHalf
+        let b = m.highHalf
+        a = a.replacing(with: b, where: b .> a)
+        let c = SIMD4(lowHalf: a.highHalf, highHalf: a.lowHalf)
+        a = a.replacing(with: c, where: c .> a)
+        return max(a[0], a[1])
+    }
+
+    /// Each lane (|y| ≤ 127.5) rounded to the nearest integer, halves away from zero, as bytes:
+    /// what `Int8(y.rounded(.toNearestOrAwayFromZero))` gives, without the scalar conversion and
+    /// its overflow checks. Adding 1.5·2²³ rounds to nearest even and leaves the integer in the
+    /// low mantissa bits; a tie that went toward zero (y − n = ±0.5 with the sign of y) then
+    /// moves one step out.
+    @inlinable @inline(__always)
+    static func roundedBytes(_ y: SIMD8<Float>) -> SIMD8<Int8> {
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let shifted = y + magic
+        let n = shifted - magic
+        let diff = y - n
+        var i = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let up = (diff .== 0.5) .& (y .> 0), down = (diff .== -0.5) .& (y .< 0)
+        i = i.replacing(with: i &+ 1, where: up).replacing(with: i &- 1, where: down)
+        var r = SIMD8<Int8>()
+        for k in 0..<8 { r[k] = Int8(truncatingIfNeeded: i[k]) }
+        return r
     }
 
     private func quantize(_ x: UnsafePointer<Float>, stride: Int, vectors: Range<Int>) {

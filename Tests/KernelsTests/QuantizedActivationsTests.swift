@@ -10,6 +10,11 @@ final class QuantizedActivationsTests: XCTestCase {
         var x = rng.floats(stride * count, sigma: 2)
         x[5] = 0; x[stride + 40] = 1e-3
         for i in 64..<96 { x[i] = 0 }  // an all-zero block
+        // A block with scale exactly 1 (max 127), holding ties in both directions and the float
+        // just below a half: rounding must be half away from zero, as C's roundf.
+        let ties: [Float] = [127, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5, 0.49999997, -0.49999997,
+                             2.4999998, -2.4999998, 3.5000002, -3.5000002, 64.5, -64.5, 0, -0.0, 1, -1, 100.25]
+        for (i, v) in ties.enumerated() { x[stride + 32 + i] = v }
         let xq = QuantizedActivations(capacity: n * count)
         x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: stride, count: count, rowLength: n) }
         XCTAssertEqual(xq.count, count)
