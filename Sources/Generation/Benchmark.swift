@@ -18,10 +18,13 @@ public struct Benchmark {
         public var bytes_per_token: Double
         public var effective_gbps: Double
         public var probe_gbps: Double
-        /// The Q8_0 matrix-vector product alone (8-bit activations, the pool's threads) over a
-        /// matrix as large as the probe's buffer, GB/s of weights: what decoding could reach if the
-        /// rest of a token cost nothing. 0 when the probe is skipped.
+        /// The matrix-vector product alone for the experts' weight type (``kernel_type``; Q8_0
+        /// with 8-bit activations unless float activations were asked for; the pool's threads)
+        /// over a matrix as large as the probe's buffer, GB/s of weights: what decoding could
+        /// reach if the rest of a token cost nothing. 0 when the probe is skipped.
         public var kernel_gbps: Double = 0
+        public var kernel_type: String = ""
+
         public var fraction_of_limit: Double
         public var repeats: Int
         /// Bytes read from disk per decoded token (`/proc/self/io` read_bytes over the decode
@@ -65,11 +68,12 @@ public struct Benchmark {
         return best
     }
 
-    /// GB/s of weights through the Q8_0 matrix-vector product (the decode hot path: 8-bit
-    /// activations, rows split across the pool) on a random Q8_0 matrix of about `bytes` bytes,
-    /// 4096 columns; best of 5 passes, like ``probeBandwidth(bytes:)``.
-    public func kernelBandwidth(bytes: Int = 512 << 20) -> Double {
-        let cols = 4096, rowBytes = TensorType.q8_0.rowBytes(cols)!
+    /// GB/s of weights through the matrix-vector product of one `type` (the decode hot path,
+    /// rows split across the pool; Q8_0 with 8-bit activations unless ``floatActivations``) on
+    /// a random matrix of about `bytes` bytes, 4096 columns; best of 5 passes, like
+    /// ``probeBandwidth(bytes:)``.
+    public func kernelBandwidth(type: TensorType = .q8_0, bytes: Int = 512 << 20) -> Double {
+        let cols = 4096, rowBytes = type.rowBytes(cols)!
         let rows = max(1, bytes / rowBytes)
         let base = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
         defer { base.deallocate() }
@@ -77,14 +81,28 @@ public struct Benchmark {
             var rng = SplitMix64(seed: UInt64(r.lowerBound))
             for row in r {
                 let p = base + row * rowBytes
-                for b in 0..<(cols / 32) {
-                    let blk = p + b * 34
-                    blk.storeBytes(of: UInt16(0x2000 + (rng.next() & 0x3FF)), as: UInt16.self)  // scales 2⁻⁷…2⁻⁶
-                    for i in stride(from: 0, to: 32, by: 8) { blk.storeBytes(of: rng.next(), toByteOffset: 2 + i, as: UInt64.self) }
+                switch type {
+                case .q8_0, .fp8_e4m3:
+                    for b in 0..<(cols / 32) {
+                        let blk = p + b * 34
+                        blk.storeBytes(of: UInt16(0x2000 + (rng.next() & 0x3FF)), as: UInt16.self)  // scales 2⁻⁷…2⁻⁶
+                        // FP8: bit 3 clear in every byte, so no byte is E4M3's NaN (S.1111.111).
+                        let mask: UInt64 = type == .q8_0 ? ~0 : 0xF7F7_F7F7_F7F7_F7F7
+                        for i in stride(from: 0, to: 32, by: 8) { blk.storeBytes(of: rng.next() & mask, toByteOffset: 2 + i, as: UInt64.self) }
+                    }
+                case .f16, .bf16:
+                    // Magnitudes 2⁻³…2⁻² (f16) or 2⁻³…2⁻² (bf16), either sign.
+                    let (bias, mantissa): (UInt16, UInt16) = type == .f16 ? (0x3000, 0x3FF) : (0x3E00, 0x7F)
+                    for c in 0..<cols {
+                        let r = rng.next()
+                        p.storeBytes(of: bias + UInt16(r & UInt64(mantissa)) | UInt16((r >> 32) & 1) << 15, toByteOffset: 2 * c, as: UInt16.self)
+                    }
+                case .f32:
+                    for c in 0..<cols { p.storeBytes(of: Float(Int(rng.next() % 2001) - 1000) / 4000, toByteOffset: 4 * c, as: Float.self) }
                 }
             }
         }
-        let w = WeightMatrix(base: base, type: .q8_0, cols: cols, rows: rows)
+        let w = WeightMatrix(base: base, type: type, cols: cols, rows: rows)
         var x = [Float](repeating: 0, count: cols)
         var rng = SplitMix64(seed: 7)
         for i in 0..<cols { x[i] = Float(Int(rng.next() % 2001) - 1000) / 1000 }
@@ -95,7 +113,11 @@ public struct Benchmark {
         var best = 0.0
         for _ in 0..<5 {
             let t0 = Benchmark.now()
-            pool.matMul(w, xq, y, yStride: rows)
+            if type == .q8_0 && !floatActivations {
+                pool.matMul(w, xq, y, yStride: rows)
+            } else {
+                x.withUnsafeBufferPointer { pool.matMul(w, $0.baseAddress!, xStride: cols, count: 1, y, yStride: rows) }
+            }
             let s = Double(Benchmark.now() - t0) / 1e9
             best = max(best, Double(rows * rowBytes) / s / 1e9)
         }
@@ -147,13 +169,14 @@ public struct Benchmark {
         }
         func median(_ a: [Double]) -> Double { let s = a.sorted(); return s.isEmpty ? 0 : s[s.count / 2] }
         let probe = probeBytes > 0 ? probeBandwidth(bytes: probeBytes) : 0
-        let kernel = probeBytes > 0 ? kernelBandwidth(bytes: probeBytes) : 0
+        let kernelType = model.weights.layers.first?.experts.first?.gate.type ?? .q8_0
+        let kernel = probeBytes > 0 ? kernelBandwidth(type: kernelType, bytes: probeBytes) : 0
         let bpt = median(bytes), decode = median(tg)
         let eff = bpt * decode / 1e9
         return Result(threads: pool.threads, prompt_tokens: promptTokens, gen_tokens: genTokens,
                       prompt_tokens_per_s: median(pp), decode_tokens_per_s: decode, ttft_s: median(ttft),
                       bytes_per_token: bpt, effective_gbps: eff, probe_gbps: probe,
-                      kernel_gbps: kernel, fraction_of_limit: probe > 0 ? eff / probe : 0,
+                      kernel_gbps: kernel, kernel_type: kernelType.name, fraction_of_limit: probe > 0 ? eff / probe : 0,
                       repeats: max(repeats, 1), disk_bytes_per_token: median(disk))
     }
 

@@ -61,8 +61,9 @@ struct Bench: ParsableCommand {
                 print(String(format: "effective        %.1f GB/s  (probe: %.1f GB/s streaming read, %.0f%% of the limit)",
                              r.effective_gbps, r.probe_gbps, r.fraction_of_limit * 100))
                 if r.kernel_gbps > 0 {
-                    print(String(format: "Q8_0 kernel      %.1f GB/s  (matrix-vector product alone, %.0f%% of the probe)",
-                                 r.kernel_gbps, r.probe_gbps > 0 ? r.kernel_gbps / r.probe_gbps * 100 : 0))
+                    print("\(r.kernel_type) kernel".padding(toLength: 17, withPad: " ", startingAt: 0)
+                          + String(format: "%.1f GB/s  (matrix-vector product alone, %.0f%% of the probe)",
+                                   r.kernel_gbps, r.probe_gbps > 0 ? r.kernel_gbps / r.probe_gbps * 100 : 0))
                 }
                 if let cs = coldStart {
                     print(String(format: "cold start       %d tokens in %.2f s: read %.1f MB from disk, needed %.1f MB (%.2f×)",
