@@ -29,7 +29,7 @@ struct Bench: ParsableCommand {
     var floatActivations = false
     @Flag(help: "Also measure a cold start: drop the file from the page cache, run 16 tokens, compare bytes read from disk with bytes needed.")
     var cold = false
-    @Option(help: "MiB of memory the bandwidth probe streams through (0 skips it).")
+    @Option(help: "MiB of memory the bandwidth probe streams through, and the matrix-vector product alone (for the experts' weight type) after it (0 skips both).")
     var probeMb: Int = 512
     @Flag(help: "Print JSON.")
     var json = false
