@@ -112,11 +112,15 @@ E4M3 = _e4m3_table()
 
 
 def e4m3_round(v: np.ndarray) -> np.ndarray:
-    """Round float32 values (|v| <= 448, a hair above is clamped) to the nearest E4M3 value, ties to even.
+    """Round float32 values (|v| <= 448, a hair above is clamped) to the nearest E4M3 value, ties to even,
+    without subnormals as Octet's converter writes them: below 2**-6 the nearer of 0 and 2**-6 (0 at 2**-7).
 
-    Uses torch's float8_e4m3fn conversion (round-to-nearest-even)."""
-    t = torch.from_numpy(np.clip(v, -448, 448).astype(np.float32))
-    return t.to(torch.float8_e4m3fn).to(torch.float32).numpy()
+    Uses torch's float8_e4m3fn conversion (round-to-nearest-even) from 2**-6 up."""
+    v = np.clip(v, -448, 448).astype(np.float32)
+    r = torch.from_numpy(v).to(torch.float8_e4m3fn).to(torch.float32).numpy()
+    a = np.abs(v)
+    small = np.where(a > np.float32(2.0 ** -7), np.copysign(np.float32(2.0 ** -6), v), np.float32(0))
+    return np.where(a < np.float32(2.0 ** -6), small, r).astype(np.float32)
 
 
 def _f16_up(d: np.ndarray, amax: np.ndarray) -> np.ndarray:

@@ -117,57 +117,68 @@ public enum Dot {
         return acc.sum()
     }
 
-    /// E4M3 → f16 by moving bits: sign to bit 15, the 7 other bits to bits 7…13. The f16 read that
-    /// way is the E4M3 value × 2⁻⁸ (normals and subnormals alike), so the block scale absorbs 2⁸.
-    @inlinable @inline(__always)
-    static func e4m3s(_ q: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
-        // Byte into the high half of a 16-bit lane, arithmetic shift right by one (sign to bits 15
-        // and 14, the rest to 13…7), clear bit 14: three operations per 8 values.
-        let b = SIMD8<Int16>(truncatingIfNeeded: SIMD8<UInt16>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt8>.self)))
-        let h = ((b &<< 8) &>> 1) & Int16(bitPattern: 0xBF80)
-        return SIMD8<Float>(unsafeBitCast(h, to: SIMD8<Float16>.self))
-    }
+    /// The factor ``fp8(_:scaledX:_:)`` takes its activations multiplied by (see
+    /// ``e4m3Bits(_:_:)``).
+    public static let fp8ActivationScale: Float = 0x1p96
 
     @inlinable
     static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        // Two blocks per step into two accumulators. The 2⁸ the bit move leaves out multiplies
-        // the total once (a power of two: exact, the same as scaling every block).
+        fp8(w, x, n) { $0 * SIMD8(repeating: fp8ActivationScale) }
+    }
+
+    /// `row` · x for FP8 weights, given x × ``fp8ActivationScale`` (`scaledX`, n floats): the
+    /// decode path scales the activations once per product instead of once per row.
+    @inlinable
+    public static func fp8(_ w: UnsafeRawPointer, scaledX x: UnsafePointer<Float>, _ n: Int) -> Float {
+        fp8(w, x, n) { $0 }
+    }
+
+    /// Two blocks per step into two accumulators. The weights come as e4m3 × 2⁻¹²⁰ (see
+    /// ``e4m3Bits(_:_:)``) and the activations × 2⁹⁶ (by `scale`), so every product is
+    /// e4m3 × x × 2⁻²⁴, and the total is multiplied back by 2²⁴ once. Powers of two: exact (the
+    /// same result as unscaled arithmetic) for activations below 2³² in magnitude.
+    @inlinable @inline(__always)
+    static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int,
+                    _ scale: (SIMD8<Float>) -> SIMD8<Float>) -> Float {
         var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         var b = w
         var i = 0
         while i + 64 <= n {
             octet_prefetch(b + prefetchDistance)
-            acc0.addProduct(fp8Block(b, x + i), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self))))
-            acc1.addProduct(fp8Block(b + 34, x + i + 32), SIMD8(repeating: Float(b.loadUnaligned(fromByteOffset: 34, as: Float16.self))))
+            acc0.addProduct(fp8Block(b, x + i, scale), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self))))
+            acc1.addProduct(fp8Block(b + 34, x + i + 32, scale), SIMD8(repeating: Float(b.loadUnaligned(fromByteOffset: 34, as: Float16.self))))
             b += 68
             i += 64
         }
         if i < n {
-            acc0.addProduct(fp8Block(b, x + i), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self))))
+            acc0.addProduct(fp8Block(b, x + i, scale), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self))))
         }
-        return (acc0 + acc1).sum() * 256
+        return (acc0 + acc1).sum() * 0x1p24
     }
 
-    /// Σ e4m3 × x over one block's 32 values (unscaled, ×2⁻⁸), as 8 lanes.
+    /// E4M3 → f32 bits: the sign-extended byte shifted left by 20 puts the 4 exponent and 3
+    /// mantissa bits at the bottom of f32's exponent field and the top of its mantissa; clearing
+    /// bits 27…30 (copies of the sign) leaves the sign at bit 31. Read as f32, that is the E4M3
+    /// value × 2⁻¹²⁰ for every code: normals become f32 normals, E4M3's subnormals f32
+    /// subnormals. The converter writes no E4M3 subnormals (see ``FP8E4M3/encode(_:)``): many CPUs
+    /// multiply subnormal floats through a slow microcode assist. Three operations per 8 values
+    /// (`vpmovsxbd`, `vpslld`, `vpand`), where the f16 route needs four and a `vcvtph2ps`.
     @inlinable @inline(__always)
-    static func fp8Block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>) -> SIMD8<Float> {
-        let (h0, h1) = e4m3x16(b, 2), (h2, h3) = e4m3x16(b, 18)
-        var s = h0 * load8(x, 0)
-        var t = h1 * load8(x, 8)
-        s.addProduct(h2, load8(x, 16))
-        t.addProduct(h3, load8(x, 24))
+    static func e4m3Bits(_ q: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        let raw = q.loadUnaligned(fromByteOffset: i, as: SIMD8<Int8>.self)
+        var b = SIMD8<Int32>()
+        for j in 0..<8 { b[j] = Int32(raw[j]) }  // element-wise: the generic conversion is a call
+        return unsafeBitCast((b &<< 20) & Int32(bitPattern: 0x87FF_FFFF), to: SIMD8<Float>.self)
+    }
+
+    /// Σ e4m3 × scale(x) × 2⁻¹²⁰ over one block's 32 values, as 8 lanes.
+    @inlinable @inline(__always)
+    static func fp8Block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>,
+                         _ scale: (SIMD8<Float>) -> SIMD8<Float>) -> SIMD8<Float> {
+        var s = e4m3Bits(b, 2) * scale(load8(x, 0))
+        var t = e4m3Bits(b, 10) * scale(load8(x, 8))
+        s.addProduct(e4m3Bits(b, 18), scale(load8(x, 16)))
+        t.addProduct(e4m3Bits(b, 26), scale(load8(x, 24)))
         return s + t
-    }
-
-    /// ``e4m3s(_:_:)`` for 16 values at once: the bit moves run on one 256-bit register of 16-bit
-    /// lanes (three operations per 16 values instead of per 8), then two `vcvtph2ps`.
-    @inlinable @inline(__always)
-    static func e4m3x16(_ q: UnsafeRawPointer, _ i: Int) -> (SIMD8<Float>, SIMD8<Float>) {
-        let raw = q.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self)
-        var b = SIMD16<Int16>()
-        for j in 0..<16 { b[j] = Int16(raw[j]) }  // element-wise: the generic conversion is a call
-        let h = ((b &<< 8) &>> 1) & Int16(bitPattern: 0xBF80)
-        return (SIMD8<Float>(unsafeBitCast(h.lowHalf, to: SIMD8<Float16>.self)),
-                SIMD8<Float>(unsafeBitCast(h.highHalf, to: SIMD8<Float16>.self)))
     }
 }

@@ -34,6 +34,20 @@ public enum FP8E4M3 {
         return sign | min(code, 0x7E)
     }
 
+    /// ``encode(_:)`` without subnormals, as Octet's converter writes FP8: magnitudes below 2⁻⁶
+    /// round to 0 or 2⁻⁶, whichever is nearer (0 at the midpoint 2⁻⁷). The decode kernel reads
+    /// E4M3 bits as f32 bits, where E4M3's subnormals become f32 subnormals, which many CPUs
+    /// multiply through a slow microcode assist; the values lost lie below 2⁻⁶ of the block
+    /// scale, under 1/28672 of the block's largest magnitude.
+    @inlinable
+    public static func encodeNormal(_ x: Float) -> UInt8 {
+        if abs(x) < 0x1p-6 {
+            let sign: UInt8 = x.sign == .minus ? 0x80 : 0
+            return abs(x) > 0x1p-7 ? sign | 0x08 : sign
+        }
+        return encode(x)
+    }
+
     /// The 256 decoded values, indexed by byte.
     public static let table: [Float] = (0..<256).map { decode(UInt8($0)) }
 }

@@ -44,7 +44,8 @@ public struct LinearTask: @unchecked Sendable {
     @inlinable
     public func run(rows: Range<Int>, scratch: UnsafeMutableRawPointer, scratchBytes: Int) {
         guard let q, let qd else {
-            MatMul.matMul(w, x!, xStride: xStride, count: count, y, yStride: yStride, rows: rows)
+            MatMul.matMul(w, x!, xStride: xStride, count: count, y, yStride: yStride, rows: rows,
+                          scratch: scratch, scratchBytes: scratchBytes)
             return
         }
         let blocks = w.cols / 32

@@ -7,7 +7,19 @@ public enum MatMul {
     /// reused from L1 across the batch.
     @inlinable
     public static func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
-                              _ y: UnsafeMutablePointer<Float>, yStride: Int, rows: Range<Int>) {
+                              _ y: UnsafeMutablePointer<Float>, yStride: Int, rows: Range<Int>,
+                              scratch: UnsafeMutableRawPointer? = nil, scratchBytes: Int = 0) {
+        if w.type == .fp8_e4m3 && count == 1 && w.cols % 32 == 0, let scratch, scratchBytes >= 4 * w.cols {
+            // Decoding FP8: the activations scaled once for all these rows, not once per row.
+            let xs = scratch.bindMemory(to: Float.self, capacity: w.cols)
+            var i = 0
+            while i < w.cols {
+                UnsafeMutableRawPointer(xs + i).storeBytes(of: Dot.load8(x, i) * SIMD8(repeating: Dot.fp8ActivationScale), as: SIMD8<Float>.self)
+                i += 8
+            }
+            for r in rows { y[r] = Dot.fp8(w.row(r), scaledX: xs, w.cols) }
+            return
+        }
         let float = (w.type == .f16 || w.type == .bf16 || w.type == .f32) && w.cols % 32 == 0
         let tiledQ8 = w.type == .q8_0 && w.cols % 32 == 0
         // Rows in groups of `rowGroup`, tiles of four vectors inside: a tile's activations are
@@ -75,9 +87,10 @@ extension WorkerPool {
     public func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                        _ y: UnsafeMutablePointer<Float>, yStride: Int) {
         typealias Args = (w: WeightMatrix, x: UnsafePointer<Float>, xStride: Int, count: Int, y: UnsafeMutablePointer<Float>, yStride: Int)
-        parallelFor(w.rows, granularity: 16, with: Args(w, x, xStride, count, y, yStride)) { ctx, lo, hi, _ in
-            let a = ctx.load(as: Args.self)
-            MatMul.matMul(a.w, a.x, xStride: a.xStride, count: a.count, a.y, yStride: a.yStride, rows: lo..<hi)
+        parallelFor(w.rows, granularity: 16, with: (Args(w, x, xStride, count, y, yStride), self)) { ctx, lo, hi, thread in
+            let (a, pool) = ctx.load(as: (Args, WorkerPool).self)
+            MatMul.matMul(a.w, a.x, xStride: a.xStride, count: a.count, a.y, yStride: a.yStride, rows: lo..<hi,
+                          scratch: pool.scratch(thread), scratchBytes: pool.scratchBytes)
         }
     }
 }

@@ -27,6 +27,8 @@ public enum Q8_0Block {
 }
 
 /// Octet's FP8 block (type id 1000): an f16 scale `d` then 32 FP8 E4M3 bytes; value i = d × e4m3(q[i]).
+/// Readers accept every E4M3 code; ``quantize(_:into:search:)`` writes no subnormal codes
+/// (see ``FP8E4M3/encodeNormal(_:)``).
 ///
 /// The scale is chosen per block to minimise the block's squared error: candidates
 /// d = amax/448 × 2^(k/8), k = 0…7 (never below amax/448, so nothing saturates), each rounded to f16
@@ -71,19 +73,19 @@ public enum FP8Block {
         let d = HalfPrecision.float(fromF16: bestD)
         let id: Float = d != 0 ? 1 / d : 0
         out.storeBytes(of: bestD.littleEndian, as: UInt16.self)
-        for i in 0..<32 { q[i] = FP8E4M3.encode(x[i] * id) }
+        for i in 0..<32 { q[i] = FP8E4M3.encodeNormal(x[i] * id) }
     }
 
-    /// decode(encode(a)) for magnitudes 0 ≤ a ≤ 448, eight at a time, without the table: the
-    /// float's mantissa rounded to 3 bits (nearest even; a carry moves into the exponent), or a
-    /// multiple of 2⁻⁹ below 2⁻⁶ (the subnormals). What the scale search scores candidates with.
+    /// decode(encodeNormal(a)) for magnitudes 0 ≤ a ≤ 448, eight at a time, without the table:
+    /// the float's mantissa rounded to 3 bits (nearest even; a carry moves into the exponent), or
+    /// 0 or 2⁻⁶ below 2⁻⁶. What the scale search scores candidates with.
     @inlinable
     static func roundedE4M3Magnitude(_ a: SIMD8<Float>) -> SIMD8<Float> {
         let bits = unsafeBitCast(a, to: SIMD8<UInt32>.self)
         let rounded = (bits &+ 0x7FFFF &+ ((bits &>> 20) & 1)) & 0xFFF0_0000
         let normal = unsafeBitCast(rounded, to: SIMD8<Float>.self)
-        let subnormal = (a * 512).rounded(.toNearestOrEven) * (1 / 512)
-        return normal.replacing(with: subnormal, where: a .< 0x1p-6)
+        let small = SIMD8<Float>(repeating: 0x1p-6).replacing(with: 0, where: a .<= 0x1p-7)
+        return normal.replacing(with: small, where: a .< 0x1p-6)
     }
     @inlinable
     public static func dequantize(_ block: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>) {

@@ -108,10 +108,10 @@ final class FP8BlockTests: XCTestCase {
     }
 
     /// Spacing of E4M3 values around |y|: 2^(e−3) in the binade [2^e, 2^(e+1)) (3 mantissa bits),
-    /// 2^−9 below 2^−6 (subnormals share the spacing of the first normal binade).
+    /// 2^−6 below 2^−6 (the quantizer writes no subnormals: 0 or 2^−6 there).
     func e4m3Spacing(_ y: Double) -> Double {
         let a = abs(y)
-        if a < 0x1p-6 { return 0x1p-9 }
+        if a < 0x1p-6 { return 0x1p-6 }
         return pow(2, floor(log2(a)) - 3)
     }
 
@@ -122,6 +122,7 @@ final class FP8BlockTests: XCTestCase {
         for (i, b) in testBlocks(seed: 31).enumerated() {
             let out = quantize(b)
             XCTAssertFalse(out[2...].contains { $0 & 0x7F == 0x7F }, "NaN code written in block \(i)")
+            XCTAssertFalse(out[2...].contains { $0 & 0x78 == 0 && $0 & 7 != 0 }, "subnormal code written in block \(i)")
             let back = dequantize(out)
             let d = f16Value(UInt16(out[0]) | UInt16(out[1]) << 8)
             let amax = Double(b.map(abs).max()!)

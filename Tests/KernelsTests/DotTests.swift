@@ -67,6 +67,37 @@ final class DotTests: XCTestCase {
     }
 }
 
+/// The FP8 kernel reads E4M3 bits as f32 bits (× 2⁻¹²⁰) against activations × 2⁹⁶: every code,
+/// subnormals included (older files hold them), and activations over a wide range of magnitudes
+/// must give the scalar twin's result within the summation-order bound.
+final class FP8KernelTests: XCTestCase {
+    func testEveryCodeAndWideActivationRange() {
+        var rng = SplitMix64(seed: 43)
+        let codes = (0...255).map { UInt8($0) }.filter { $0 & 0x7F != 0x7F }
+        let n = 32 * 64
+        for exponent in [-40, -12, 0, 12, 28] {
+            var bytes = [UInt8](repeating: 0, count: n / 32 * 34)
+            for b in 0..<(n / 32) {
+                let d = Float16(Float(sign: .plus, exponent: -10 + Int(rng.next() % 8), significand: 1 + Float(rng.next() % 1024) / 1024))
+                bytes[b * 34] = UInt8(d.bitPattern & 0xFF); bytes[b * 34 + 1] = UInt8(d.bitPattern >> 8)
+                for i in 0..<32 { bytes[b * 34 + 2 + i] = codes[(b * 32 + i) % codes.count] }
+            }
+            let x = rng.floats(n, sigma: 1).map { $0 * Float(sign: .plus, exponent: exponent, significand: 1) }
+            let wq = decodeRow(bytes, count: n, as: .fp8_e4m3)
+            let magnitude = zip(wq, x).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) }
+            let exact = zip(wq, x).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let scaled = x.map { $0 * Dot.fp8ActivationScale }
+            let (fast, pre) = bytes.withUnsafeBytes { b in
+                (x.withUnsafeBufferPointer { Dot.dot(b.baseAddress!, $0.baseAddress!, count: n, type: .fp8_e4m3) },
+                 scaled.withUnsafeBufferPointer { Dot.fp8(b.baseAddress!, scaledX: $0.baseAddress!, n) })
+            }
+            XCTAssertLessThanOrEqual(abs(Double(fast) - exact), Double(n) * 0x1p-23 * magnitude + 1e-30,
+                                     "activations ~2^\(exponent): kernel \(fast), exact \(exact)")
+            XCTAssertEqual(fast.bitPattern, pre.bitPattern, "activations ~2^\(exponent): pre-scaled activations")
+        }
+    }
+}
+
 final class MatMulTests: XCTestCase {
     /// Every (row, vector) value is Dot.dot's, bit for bit, whether it came from a tile (two
     /// rows × four vectors, one row × four), four rows at once (leftover vectors) or Dot.dot

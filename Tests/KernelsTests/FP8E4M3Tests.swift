@@ -112,10 +112,35 @@ final class FP8E4M3Tests: XCTestCase {
     }
 }
 
-/// The scale search's table-free rounding equals decode(encode(a)) for every magnitude it sees.
+/// What the converter writes: no subnormal codes; below 2⁻⁶ the nearer of 0 and 2⁻⁶, and
+/// ``FP8E4M3/encode(_:)`` from 2⁻⁶ up.
+final class FP8EncodeNormalTests: XCTestCase {
+    func testNoSubnormalCodesAndNearestOfZeroAndSmallestNormal() {
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<20_000 {
+            let x = Float(sign: Bool.random(using: &rng) ? .minus : .plus, exponent: Int.random(in: -14...8, using: &rng),
+                          significand: Float.random(in: 1..<2, using: &rng))
+            let code = FP8E4M3.encodeNormal(x)
+            XCTAssertFalse(code & 0x78 == 0 && code & 7 != 0, "encodeNormal(\(x)) = subnormal code 0x\(String(code, radix: 16))")
+            XCTAssertEqual(code & 0x80 != 0, x < 0, "sign of encodeNormal(\(x))")
+            if abs(x) >= 0x1p-6 {
+                XCTAssertEqual(code, FP8E4M3.encode(x), "x = \(x)")
+            } else {
+                XCTAssertEqual(code & 0x7F, abs(x) > 0x1p-7 ? 0x08 : 0, "x = \(x)")
+            }
+        }
+        XCTAssertEqual(FP8E4M3.encodeNormal(0x1p-7), 0)
+        XCTAssertEqual(FP8E4M3.encodeNormal(-(0x1p-7 as Float).nextUp), 0x88)
+        XCTAssertEqual(FP8E4M3.encodeNormal(0x1p-6), 0x08)
+        XCTAssertEqual(FP8E4M3.encodeNormal(448), 0x7E)
+    }
+}
+
+/// The scale search's table-free rounding equals decode(encodeNormal(a)) for every magnitude it sees.
 final class FP8RoundedMagnitudeTests: XCTestCase {
     func testEqualsDecodeOfEncode() {
-        var values: [Float] = [0, 0x1p-10, 0x1p-9, 1.5 * 0x1p-9, 0x1p-6, 0x1p-6 * 0.999, 1, 1.0625, 1.1875, 447, 448]
+        var values: [Float] = [0, 0x1p-10, 0x1p-9, 1.5 * 0x1p-9, 0x1p-7, (0x1p-7 as Float).nextUp, 0x1p-6, 0x1p-6 * 0.999,
+                               1, 1.0625, 1.1875, 447, 448]
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<20000 { values.append(Float.random(in: 0...448, using: &rng)) }
         for _ in 0..<20000 { values.append(Float(sign: .plus, exponent: Int.random(in: -12...8, using: &rng), significand: Float.random(in: 1..<2, using: &rng))) }
@@ -127,7 +152,7 @@ final class FP8RoundedMagnitudeTests: XCTestCase {
             let v = SIMD8<Float>(values[i..<(i + 8)])
             let got = FP8Block.roundedE4M3Magnitude(v)
             for l in 0..<8 {
-                XCTAssertEqual(got[l], FP8E4M3.decode(FP8E4M3.encode(v[l])), "a = \(v[l])")
+                XCTAssertEqual(got[l], FP8E4M3.decode(FP8E4M3.encodeNormal(v[l])), "a = \(v[l])")
             }
         }
     }
