@@ -16,7 +16,8 @@ Variants
                   q = round-half-away(x*id), stored d = f16(d); value f16(d)*q.
   sim-FP8-search  Octet's FP8 (type 1000): per block, candidates
                   d = f16(amax/448 * 2^(k/8)), k = 0..7 (bumped one f16 ulp if
-                  d*448 < amax), q = e4m3 round-nearest-even of x*(1/d); the
+                  d*448 < amax), q = e4m3 round-nearest-even of x*(1/d), no
+                  subnormals (below 2^-6: 0 or 2^-6, the nearer; 0 at 2^-7); the
                   candidate with the smallest squared error wins (first on ties).
   sim-FP8-plain   the same with k = 0 only.
   gguf-Q8_0       the exact dequantized weights of Octet's GGUF files, loaded
