@@ -136,7 +136,8 @@ public enum Dot {
     /// Two blocks per step into two accumulators. The weights come as e4m3 × 2⁻¹²⁰ (see
     /// ``e4m3Bits(_:_:)``) and the activations × 2⁹⁶ (by `scale`), so every product is
     /// e4m3 × x × 2⁻²⁴, and the total is multiplied back by 2²⁴ once. Powers of two: exact (the
-    /// same result as unscaled arithmetic) for activations below 2³² in magnitude.
+    /// same result as unscaled arithmetic) for activations below 2³² in magnitude. The prompt
+    /// tile ``fp8x4(_:_:xStride:count:)`` keeps this order per vector.
     @inlinable @inline(__always)
     static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int,
                     _ scale: (SIMD8<Float>) -> SIMD8<Float>) -> Float {
@@ -160,7 +161,7 @@ public enum Dot {
     /// mantissa bits at the bottom of f32's exponent field and the top of its mantissa; clearing
     /// bits 27…30 (copies of the sign) leaves the sign at bit 31. Read as f32, that is the E4M3
     /// value × 2⁻¹²⁰ for every code: normals become f32 normals, E4M3's subnormals f32
-    /// subnormals. The converter writes no E4M3 subnormals (see ``FP8E4M3/encode(_:)``): many CPUs
+    /// subnormals. The converter writes no E4M3 subnormals (see ``FP8E4M3/encodeNormal(_:)``): many CPUs
     /// multiply subnormal floats through a slow microcode assist. Three operations per 8 values
     /// (`vpmovsxbd`, `vpslld`, `vpand`), where the f16 route needs four and a `vcvtph2ps`.
     @inlinable @inline(__always)
@@ -180,5 +181,52 @@ public enum Dot {
         s.addProduct(e4m3Bits(b, 18), scale(load8(x, 16)))
         t.addProduct(e4m3Bits(b, 26), scale(load8(x, 24)))
         return s + t
+    }
+
+    /// One FP8 row against four activation vectors (x_i at `x + i*xStride`, unscaled): the
+    /// prompt tile. Each block's weights are converted once, to their exact values (the f32 bits
+    /// × 2¹²⁰), and serve the four vectors. Per vector the sums run in ``fp8(_:_:_:_:)``'s order
+    /// (even blocks into one accumulator, odd into another) on values 2²⁴ times larger, so each
+    /// result is bit for bit the one-vector kernel's. `n` must be a multiple of 32.
+    @inlinable
+    public static func fp8x4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int) -> SIMD4<Float> {
+        var e = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+        var o = e
+        var b = w
+        var i = 0
+        while i + 64 <= n {
+            fp8x4Block(b, x + i, xStride, &e)
+            fp8x4Block(b + 34, x + i + 32, xStride, &o)
+            b += 68
+            i += 64
+        }
+        if i < n { fp8x4Block(b, x + i, xStride, &e) }
+        return SIMD4((e.0 + o.0).sum(), (e.1 + o.1).sum(), (e.2 + o.2).sum(), (e.3 + o.3).sum())
+    }
+
+    /// One block of ``fp8x4(_:_:xStride:count:)``: acc_v += d × Σ w·x_v for the four vectors.
+    @inlinable @inline(__always)
+    static func fp8x4Block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ xStride: Int,
+                           _ acc: inout (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+        let h0 = e4m3Exact(b, 2), h1 = e4m3Exact(b, 10), h2 = e4m3Exact(b, 18), h3 = e4m3Exact(b, 26)
+        let d = SIMD8<Float>(repeating: Float(b.loadUnaligned(as: Float16.self)))
+        @inline(__always) func sum(_ x: UnsafePointer<Float>) -> SIMD8<Float> {
+            var s = h0 * load8(x, 0), t = h1 * load8(x, 8)
+            s.addProduct(h2, load8(x, 16)); t.addProduct(h3, load8(x, 24))
+            return s + t
+        }
+        acc.0.addProduct(sum(x), d)
+        acc.1.addProduct(sum(x + xStride), d)
+        acc.2.addProduct(sum(x + 2 * xStride), d)
+        acc.3.addProduct(sum(x + 3 * xStride), d)
+    }
+
+    /// Eight E4M3 values at byte offset `i`, exact: ``e4m3Bits(_:_:)`` × 2¹²⁰, through
+    /// ``octet_opaque``: where one block's weights serve four vectors, LLVM's vectorizer would
+    /// otherwise take the lanes apart and rebuild them per vector (scalar multiplies, blends).
+    @inlinable @inline(__always)
+    static func e4m3Exact(_ q: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        let v = e4m3Bits(q, i) * SIMD8<Float>(repeating: 0x1p120)
+        return unsafeBitCast(octet_opaque(unsafeBitCast(v, to: SIMD8<Int32>.self)), to: SIMD8<Float>.self)
     }
 }

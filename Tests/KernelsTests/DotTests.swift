@@ -94,6 +94,10 @@ final class FP8KernelTests: XCTestCase {
             XCTAssertLessThanOrEqual(abs(Double(fast) - exact), Double(n) * 0x1p-23 * magnitude + 1e-30,
                                      "activations ~2^\(exponent): kernel \(fast), exact \(exact)")
             XCTAssertEqual(fast.bitPattern, pre.bitPattern, "activations ~2^\(exponent): pre-scaled activations")
+            // The prompt tile (exact weights, unscaled activations) on four vectors, this one third.
+            let four = [Float](repeating: 1, count: n) + rng.floats(n) + x + rng.floats(n)
+            let tile = bytes.withUnsafeBytes { b in four.withUnsafeBufferPointer { Dot.fp8x4(b.baseAddress!, $0.baseAddress!, xStride: n, count: n) } }
+            XCTAssertEqual(tile[2].bitPattern, fast.bitPattern, "activations ~2^\(exponent): four-vector tile")
         }
     }
 }
