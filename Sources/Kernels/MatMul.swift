@@ -21,8 +21,7 @@ public enum MatMul {
             return
         }
         let float = (w.type == .f16 || w.type == .bf16 || w.type == .f32) && w.cols % 32 == 0
-        let tiledQ8 = w.type == .q8_0 && w.cols % 32 == 0
-        let tiledFP8 = w.type == .fp8_e4m3 && w.cols % 32 == 0
+        let blockTiles = (w.type == .q8_0 || w.type == .fp8_e4m3) && w.cols % 32 == 0
         // Rows in groups of `rowGroup`, tiles of four vectors inside: a tile's activations are
         // read from far memory once per group instead of once per row, and the group's weight
         // rows stay in L2 across the tiles. Float rows go two at a time through the tiles (each
@@ -62,19 +61,12 @@ public enum MatMul {
                 g = group.upperBound
                 continue
             }
-            if tiledQ8 {
+            if blockTiles {
                 while t + 4 <= count {
                     for r in group {
-                        let v = Dot.q8_0Float4(w.row(r), x + t * xStride, xStride: xStride, count: w.cols)
-                        for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
-                    }
-                    t += 4
-                }
-            }
-            if tiledFP8 {
-                while t + 4 <= count {
-                    for r in group {
-                        let v = Dot.fp8x4(w.row(r), x + t * xStride, xStride: xStride, count: w.cols)
+                        let xt = x + t * xStride
+                        let v = w.type == .q8_0 ? Dot.q8_0Float4(w.row(r), xt, xStride: xStride, count: w.cols)
+                                                : Dot.fp8x4(w.row(r), xt, xStride: xStride, count: w.cols)
                         for i in 0..<4 { y[(t + i) * yStride + r] = v[i] }
                     }
                     t += 4
