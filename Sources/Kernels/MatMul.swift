@@ -184,8 +184,11 @@ extension Dot {
                 // lines per 32 columns): one stream of whole lines for the hardware, where a
                 // prefetch per row (four scattered streams) measured 0.93×, and none 0.85×
                 // (F16 decode on the bench model). The next four are usually this thread's next.
+                // Into L2 only (`prefetcht1`): into L1 as well, they pushed out lines still in
+                // use (F16 decode same-run A/B, 1 thread 1.095×, 2 threads 1.04×; the Q8_0 row
+                // kernel, whose prefetch runs 3 KiB ahead in its own row, lost 10-25 % with it).
                 let ahead = w + next + 8 * i
-                octet_prefetch(ahead); octet_prefetch(ahead + 64); octet_prefetch(ahead + 128); octet_prefetch(ahead + 192)
+                octet_prefetch_l2(ahead); octet_prefetch_l2(ahead + 64); octet_prefetch_l2(ahead + 128); octet_prefetch_l2(ahead + 192)
             }
             let u = load8(x, i)
             a0.addProduct(weights(w, i), u); a1.addProduct(weights(w1, i), u)

@@ -1,11 +1,16 @@
 #ifndef OCTET_CHINTS_H
 #define OCTET_CHINTS_H
-// Two compiler hints the Swift kernels need and Swift cannot spell. Both inline to nothing but
+// Compiler hints the Swift kernels need and Swift cannot spell. Each inlines to nothing but
 // the hint: this header is the whole module.
 
 /// A read-prefetch hint for the cache line at `p` (x86 `prefetcht0`).
 static inline __attribute__((always_inline)) void octet_prefetch(const void *p) {
     __builtin_prefetch(p, 0, 3);
+}
+
+/// A read-prefetch hint that fills L2 but not L1 (x86 `prefetcht1`).
+static inline __attribute__((always_inline)) void octet_prefetch_l2(const void *p) {
+    __builtin_prefetch(p, 0, 2);
 }
 
 /// Eight Int32 lanes; Swift sees this type as `SIMD8<Int32>`.
