@@ -180,15 +180,18 @@ extension Dot {
         var i = 0
         while i < n {
             if prefetch && i & 31 == 0 {
-                // The next four rows, in address order, at the pace these four are read (four
-                // lines per 32 columns): one stream of whole lines for the hardware, where a
-                // prefetch per row (four scattered streams) measured 0.93×, and none 0.85×
-                // (F16 decode on the bench model). The next four are usually this thread's next.
-                // Into L2 only (`prefetcht1`): into L1 as well, they pushed out lines still in
-                // use (F16 decode same-run A/B, 1 thread 1.095×, 2 threads 1.04×; the Q8_0 row
-                // kernel, whose prefetch runs 3 KiB ahead in its own row, lost 10-25 % with it).
-                let ahead = w + next + 8 * i
+                // The next four rows, in address order, at twice the pace these four are read
+                // (eight lines per 32 columns, so the next group is all requested halfway through
+                // this one): one stream of whole lines for the hardware, where a prefetch per row
+                // (four scattered streams) measured 0.93×, and none 0.85× (F16 decode on the
+                // bench model); the same pace 0.93× on 1 thread, four times it 0.92×. Into L2
+                // only (`prefetcht1`): into L1 as well, they pushed out lines still in use (1.095×
+                // on 1 thread, 1.04× on 2; the Q8_0 row kernel, whose prefetch runs 3 KiB ahead
+                // in its own row, lost 10-25 % with it). The next four are usually this thread's
+                // next.
+                let ahead = w + next + 16 * i
                 octet_prefetch_l2(ahead); octet_prefetch_l2(ahead + 64); octet_prefetch_l2(ahead + 128); octet_prefetch_l2(ahead + 192)
+                octet_prefetch_l2(ahead + 256); octet_prefetch_l2(ahead + 320); octet_prefetch_l2(ahead + 384); octet_prefetch_l2(ahead + 448)
             }
             let u = load8(x, i)
             a0.addProduct(weights(w, i), u); a1.addProduct(weights(w1, i), u)
