@@ -4,7 +4,9 @@ import CHints
 public enum MatMul {
     /// Batched: for each of `count` activation vectors (x_t at `x + t*xStride`), y_t[r] = W[r]·x_t
     /// with y_t at `y + t*yStride`, for r in `rows`. Each weight row is read once from memory and
-    /// reused from L1 across the batch.
+    /// reused from L1 across the batch. `scratch` (`scratchBytes` bytes, the running thread's):
+    /// where it holds `w.cols` floats, a single FP8 vector is scaled there once for all the rows
+    /// (see ``Dot/fp8(_:scaledX:_:)``); without it each row scales as it goes, same result.
     @inlinable
     public static func matMul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                               _ y: UnsafeMutablePointer<Float>, yStride: Int, rows: Range<Int>,
