@@ -53,6 +53,8 @@ public final class Transformer: @unchecked Sendable {
     /// token touches, so a missing expert page is the first sign.
     var pressureLeft = Transformer.pressureTokens
     static let pressureTokens = 16
+    /// The experts kept in memory when the model does not fit (see ``prefetchChosenExperts(layer:tokens:)``).
+    var expertCache: ExpertCache
     let xe: UnsafeMutablePointer<Float>        // [B, nEmbd] gathered expert input
     let hg: UnsafeMutablePointer<Float>        // [B, nFF] gate
     let hu: UnsafeMutablePointer<Float>        // [B, nFF] up
@@ -109,6 +111,7 @@ public final class Transformer: @unchecked Sendable {
         invFreq = (0..<(c.ropeDim / 2)).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(c.ropeDim)) }
         allocations = allocs
         residency = .allocate(capacity: residencyCapacity)
+        expertCache = ExpertCache(layers: c.isMoE ? c.nLayers : 0, experts: nE)
         if adviseExperts {
             // No readahead anywhere in the mapped files: readahead around any touched page (8 MiB
             // here) would pull neighbouring experts in. The shared weights, needed for every token,
@@ -167,6 +170,7 @@ public final class Transformer: @unchecked Sendable {
             }
         }
 
+        if adviseExperts { expertCache.beginPass { self.evictExpert($0, $1) } }
         for (l, layer) in weights.layers.enumerated() {
             var trace: [ExpertChoice] = []
             if adviseExperts && pressureLeft > 0 {
@@ -220,9 +224,9 @@ public final class Transformer: @unchecked Sendable {
                 if B == 1 && adviseExperts && pressureLeft == 0 {
                     // No pages were missing lately: check the chosen experts while the gate and up
                     // products already run.
-                    singleTokenExperts(layer) { prefetchChosenExperts(layer: l) }
+                    singleTokenExperts(layer) { prefetchChosenExperts(layer: l, tokens: 1) }
                 } else {
-                    if adviseExperts { prefetchChosenExperts(layer: l) }
+                    if adviseExperts { prefetchChosenExperts(layer: l, tokens: B) }
                     if B == 1 { singleTokenExperts(layer) } else { batchedExperts(layer) }
                 }
             } else {
@@ -252,13 +256,29 @@ public final class Transformer: @unchecked Sendable {
         pressureLeft = max(0, pressureLeft - 1)
     }
 
-    /// WILLNEED on the chosen experts' pages of layer `l` that are not resident.
-    func prefetchChosenExperts(layer l: Int) {
+    /// WILLNEED on the chosen experts' pages of layer `l` that are not resident (a pass of
+    /// `tokens` tokens), after counting them in the expert cache, which may give back others to
+    /// make room. A held expert found missing tells the cache that the kernel is reclaiming.
+    func prefetchChosenExperts(layer l: Int, tokens: Int) {
         for e in 0..<config.nExperts where expertCount[e] > 0 {
+            let held = expertCache.isHeld(layer: l, expert: e)
+            expertCache.choose(layer: l, expert: e, chosenNow: { expertCount[$0] > 0 }) { self.evictExpert($0, $1) }
+            var missing = false
             for r in weights.expertRanges[l][e] where weights.expertFiles[l].prefetch(r, scratch: residency, capacity: residencyCapacity) {
+                missing = true
+            }
+            if missing {
                 pressureLeft = Transformer.pressureTokens
+                if held {
+                    expertCache.reclaimed(singleToken: tokens == 1, chosenLayer: l, chosenNow: { expertCount[$0] > 0 }) { self.evictExpert($0, $1) }
+                }
             }
         }
+    }
+
+    /// Gives expert `e` of layer `l` back to the kernel: unmapped and dropped from the page cache.
+    func evictExpert(_ l: Int, _ e: Int) {
+        for r in weights.expertRanges[l][e] { weights.expertFiles[l].evict(r) }
     }
 
     /// WILLNEED on `m`'s bytes unless they are all resident (a page-table check: cheap when they are).
@@ -268,6 +288,11 @@ public final class Transformer: @unchecked Sendable {
         if o >= 0 && o + m.byteCount <= file.size {
             if file.prefetch(o..<(o + m.byteCount), scratch: residency, capacity: residencyCapacity) {
                 pressureLeft = Transformer.pressureTokens
+                // With eviction on, a shared weight found missing means the experts left too
+                // little room: the kernel took pages that every token reads.
+                if expertCache.isLimited {
+                    expertCache.reclaimed(singleToken: true, chosenLayer: -1, chosenNow: { _ in false }) { self.evictExpert($0, $1) }
+                }
             }
         }
     }

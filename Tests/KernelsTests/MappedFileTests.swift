@@ -29,5 +29,34 @@ final class MappedFileTests: XCTestCase {
         }
         XCTAssertTrue(file.prefetch(20 * MappedFile.pageSize..<30 * MappedFile.pageSize, scratch: scratch, capacity: 16))
     }
+    /// `evict` gives back the pages of its range, unmapped and out of the page cache, and no
+    /// others. (The page cache may hold a file in large folios, up to 2 MiB, which go only whole:
+    /// the range here covers whole 2 MiB-aligned stretches.)
+    func testEvictDropsOnlyItsRange() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-evict-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let page = MappedFile.pageSize, bytes = 8 << 20, lo = 2 << 20, hi = 6 << 20
+        try Data((0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 7) }).write(to: url)
+        let handle = try FileHandle(forUpdating: url)
+        try handle.synchronize()   // clean pages: only those can be dropped
+        try handle.close()
+        let file = try MappedFile(path: url.path)
+        var sum = 0
+        for i in stride(from: 0, to: bytes, by: page) { sum &+= Int(file.base.load(fromByteOffset: i, as: UInt8.self)) }
+        XCTAssertNotEqual(sum, -1)
+        XCTAssertTrue(file.residentPages(0..<bytes).allSatisfy { $0 })
+
+        file.evict(lo..<hi)
+        let resident = file.residentPages(0..<bytes)
+        let inside = resident[(lo / page)..<(hi / page)].filter { $0 }.count
+        if inside == (hi - lo) / page {
+            throw XCTSkip("this file system keeps dropped pages (tmpfs?): all \(inside) pages of the range still resident")
+        }
+        XCTAssertEqual(inside, 0, "pages of the evicted range still resident")
+        XCTAssertTrue(resident[..<(lo / page)].allSatisfy { $0 } && resident[(hi / page)...].allSatisfy { $0 },
+                      "pages outside the range were dropped")
+        // The bytes read back unchanged.
+        XCTAssertEqual(file.base.load(fromByteOffset: lo + 5 * page + 5, as: UInt8.self), UInt8(truncatingIfNeeded: (lo + 5 * page + 5) &* 7))
+    }
 }
 #endif
