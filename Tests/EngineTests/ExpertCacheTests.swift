@@ -58,7 +58,7 @@ final class ExpertCacheTests: XCTestCase {
         for _ in 0..<20 { c.reclaimed(singleToken: false, chosenLayer: 0, chosenNow: { _ in false }, evict: evict) }
         XCTAssertFalse(c.isLimited)
         // One fewer than needed within the window: still nothing.
-        for _ in 0..<(ExpertCache.reclaimsToStart - 1) {
+        for _ in 0..<(c.reclaimsToStart - 1) {
             c.beginPass(evict: evict)
             c.reclaimed(singleToken: true, chosenLayer: 0, chosenNow: { _ in false }, evict: evict)
         }
@@ -79,13 +79,21 @@ final class ExpertCacheTests: XCTestCase {
     }
 
     func testSparseReclaimsNeverStartEviction() {
-        var c = ExpertCache(layers: 2, experts: 4)
-        for l in 0..<2 { for e in 0..<4 { c.choose(layer: l, expert: e, chosenNow: { _ in false }, evict: evict) } }
+        // 8 layers (the bench model's): 8 reclaims within a window start eviction.
+        var c = ExpertCache(layers: 8, experts: 8)
+        XCTAssertEqual(c.reclaimsToStart, 8)
+        for l in 0..<8 { for e in 0..<8 { c.choose(layer: l, expert: e, chosenNow: { _ in false }, evict: evict) } }
         for pass in 0..<200 {
             c.beginPass(evict: evict)
             if pass % 2 == 0 { c.reclaimed(singleToken: true, chosenLayer: 0, chosenNow: { _ in false }, evict: evict) }
         }
-        XCTAssertFalse(c.isLimited, "one reclaim every other token stays below \(ExpertCache.reclaimsToStart) in \(ExpertCache.window) passes")
+        XCTAssertFalse(c.isLimited, "one reclaim every other token stays below \(c.reclaimsToStart) in \(ExpertCache.window) passes")
+        // One per pass does start it.
+        for _ in 0..<ExpertCache.window {
+            c.beginPass(evict: evict)
+            c.reclaimed(singleToken: true, chosenLayer: 0, chosenNow: { _ in false }, evict: evict)
+        }
+        XCTAssertTrue(c.isLimited)
     }
 
     func testBudgetRecoversOneExpertAtATime() {
