@@ -88,12 +88,17 @@ public final class MappedFile: @unchecked Sendable {
         return missing
     }
 
-    /// Unmaps the pages covering `range` and drops them from the page cache (clean pages only):
-    /// memory given back in one call, instead of by the kernel's reclaim page by page.
+    /// Unmaps the pages inside `range` and drops them from the page cache (clean pages only):
+    /// memory given back in one call, instead of by the kernel's reclaim page by page. Only whole
+    /// pages go (and the file's last page, if the range reaches the end): a page shared with a
+    /// neighbouring range stays.
     public func evict(_ range: Range<Int>) {
-        guard let (p, n) = pages(range) else { return }
-        _ = madvise(p, n, MADV_DONTNEED)
-        _ = posix_fadvise(fd, off_t(p - UnsafeMutableRawPointer(mutating: base)), off_t(n), Int32(POSIX_FADV_DONTNEED))
+        let page = MappedFile.pageSize
+        let lo = (max(0, range.lowerBound) + page - 1) / page * page
+        let hi = range.upperBound >= size ? size : range.upperBound / page * page
+        guard hi > lo else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, MADV_DONTNEED)
+        _ = posix_fadvise(fd, off_t(lo), off_t(hi - lo), Int32(POSIX_FADV_DONTNEED))
     }
 
     /// Asks the kernel to drop this file's pages from the page cache (clean pages only).
