@@ -36,7 +36,7 @@ let package = Package(
         // Checkpoint -> GGUF conversion, streaming, parallel quantization.
         .target(name: "Converter", dependencies: ["GGUF", "Kernels", "Checkpoint", "Tokenizer"], swiftSettings: simd),
         // Mixtral forward pass over mapped tensors: config, weights, KV cache, MoE.
-        .target(name: "Engine", dependencies: ["GGUF", "Kernels", "Checkpoint", "Tokenizer"], swiftSettings: simd),
+        .target(name: "Engine", dependencies: ["GGUF", "Kernels", "CHints", "Checkpoint", "Tokenizer"], swiftSettings: simd),
         // Sampling, chat template, sessions: text in, text out.
         .target(name: "Generation", dependencies: ["Engine", "Tokenizer", "Kernels"], swiftSettings: simd),
         // Quality of a quantized model against the original: perplexity, KL divergence, agreement.

@@ -470,7 +470,7 @@ public final class Transformer: @unchecked Sendable {
     /// KV head), each one ``GroupedQueryAttention/attend(queries:group:headDim:keys:values:rowStride:f32:positions:scores:scoreStride:into:)``.
     private func attention(layer l: Int, items range: Range<Int>, worker: Int) {
         let c = config
-        let hd = c.headDim, qDim = c.nHeads * hd, kvDim = c.nKVHeads * hd
+        let hd = c.headDim, qDim = c.nHeads * hd
         let group = c.nHeads / c.nKVHeads
         let elementBytes = cache.type.bytes
         let keys = cache.keys(l), values = cache.values(l)
@@ -480,8 +480,8 @@ public final class Transformer: @unchecked Sendable {
             let t = item / c.nKVHeads, kvh = item % c.nKVHeads
             GroupedQueryAttention.attend(
                 queries: q + t * qDim + kvh * group * hd, group: group, headDim: hd,
-                keys: keys + kvh * hd * elementBytes, values: values + kvh * hd * elementBytes,
-                rowStride: kvDim, f32: cache.type == .f32, positions: position + t + 1,
+                keys: keys + kvh * cache.headStride * elementBytes, values: values + kvh * cache.headStride * elementBytes,
+                rowStride: hd, f32: cache.type == .f32, positions: position + t + 1,
                 scores: s, into: att + t * qDim + kvh * group * hd)
         }
     }

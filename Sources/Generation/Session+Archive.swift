@@ -31,7 +31,7 @@ extension Session {
         withUnsafeBytes(of: UInt32(1).littleEndian) { raw += $0 }
         withUnsafeBytes(of: UInt32(json.count).littleEndian) { raw += $0 }
         raw += json
-        transformer.cache.withContents(positions: transformer.position) { parts in for p in parts { raw += p } }
+        transformer.cache.append(positions: transformer.position, to: &raw)
         let packed = try Zstd.compress(raw)
         let tmp = path + ".partial"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(packed)) else {
@@ -67,14 +67,9 @@ extension Session {
             throw EngineError("\(path): corrupt session (token ids out of range, or the cache is not a prefix of the conversation)")
         }
         guard h.position <= cache.contextLength else { throw EngineError("\(path): \(h.position) tokens do not fit the context of \(cache.contextLength)") }
-        let per = h.position * cache.rowLength * (cache.type == .f16 ? 2 : 4)
-        guard raw.count == 16 + jsonLen + per * 2 * c.nLayers else { throw EngineError("\(path): truncated session data") }
-        raw.withUnsafeBytes { all in
-            var parts: [UnsafeRawBufferPointer] = []
-            var o = 16 + jsonLen
-            for _ in 0..<(2 * c.nLayers) { parts.append(UnsafeRawBufferPointer(rebasing: all[o..<(o + per)])); o += per }
-            cache.restore(positions: h.position, from: parts)
-        }
+        let kvBytes = cache.serializedByteCount(positions: h.position)
+        guard raw.count == 16 + jsonLen + kvBytes else { throw EngineError("\(path): truncated session data") }
+        raw.withUnsafeBytes { all in cache.restore(positions: h.position, from: UnsafeRawBufferPointer(rebasing: all[(16 + jsonLen)...])) }
         transformer.reset()
         transformer.setPosition(h.position)
         restoreConversation(cached: h.cachedTokens, history: h.history, messages: h.messages)

@@ -4,7 +4,8 @@ import Kernels
 
 /// The attention of one token's query-head group against a naive softmax attention in Double, for
 /// group sizes and head sizes beyond the fixture's (4 heads per KV head, head size 16): the
-/// four-head path, the general one, head sizes that are not a multiple of 16, both cache types.
+/// four-head path, the general one, head sizes that are not a multiple of 16, both cache types,
+/// positions within one block of the value sums and across several.
 final class GroupedQueryAttentionTests: XCTestCase {
     func testMatchesNaiveAttention() {
         var rng = SplitMix64(seed: 7)
@@ -12,7 +13,7 @@ final class GroupedQueryAttentionTests: XCTestCase {
         for f32 in [true, false] {
             for group in [1, 2, 3, 4, 8] {
                 for hd in [8, 16, 24, 40] {
-                    for n in [1, 2, 7, 33] {
+                    for n in [1, 2, 7, 33, 70] {
                         let kvHeads = 2, rowStride = kvHeads * hd
                         let q = (0..<(group * hd)).map { _ in random() }
                         // Cached rows of both KV heads; the test attends with KV head 1.
