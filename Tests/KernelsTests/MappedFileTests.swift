@@ -58,5 +58,38 @@ final class MappedFileTests: XCTestCase {
         // The bytes read back unchanged.
         XCTAssertEqual(file.base.load(fromByteOffset: lo + 5 * page + 5, as: UInt8.self), UInt8(truncatingIfNeeded: (lo + 5 * page + 5) &* 7))
     }
+
+    /// A prefetch larger than one WILLNEED call may read (``MappedFile/willNeedBytes``) still
+    /// brings in every page: Linux reads at most that much per call and drops the rest of the
+    /// request, so one call for the whole window left most of a large matrix to come in a page
+    /// per fault.
+    func testPrefetchOfALargeRangeBringsInEveryPage() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-prefetch-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let page = MappedFile.pageSize, bytes = 48 << 20
+        try Data(repeating: 13, count: bytes).write(to: url)
+        let handle = try FileHandle(forUpdating: url)
+        try handle.synchronize()   // clean pages: only those can be dropped
+        try handle.close()
+        let file = try MappedFile(path: url.path)
+        XCTAssertGreaterThanOrEqual(file.willNeedBytes, page)
+        file.dropFromPageCache()
+        if file.residentPages(0..<bytes).allSatisfy({ $0 }) {
+            throw XCTSkip("dropping the file from the page cache does not work here (tmpfs?)")
+        }
+        if file.willNeedBytes >= bytes { throw XCTSkip("one WILLNEED call reads \(file.willNeedBytes) bytes here: nothing to split") }
+        let capacity = 8192   // mincore windows of 32 MiB (4 KiB pages), larger than the kernel's per-call limit
+        let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        defer { scratch.deallocate() }
+        XCTAssertTrue(file.prefetch(0..<bytes, scratch: scratch, capacity: capacity))
+        // WILLNEED only starts the reads: wait for them (a bound on waiting, not a speed check).
+        var resident = 0
+        for _ in 0..<200 {
+            resident = file.residentPages(0..<bytes).filter { $0 }.count
+            if resident == bytes / page { break }
+            usleep(50_000)
+        }
+        XCTAssertEqual(resident, bytes / page, "pages the prefetch never asked for (WILLNEED limit \(file.willNeedBytes) bytes)")
+    }
 }
 #endif
