@@ -23,7 +23,8 @@ struct ExpertCache {
     private(set) var budget = ExpertCache.unlimited
     /// Experts counted as in memory.
     private(set) var held = 0
-    /// Clock of each expert's last choice (`layer * experts + expert`), −1 when not held.
+    /// Clock of each expert's last choice (`layer * experts + expert`), −1 when not held, 0 when
+    /// only earlier tokens of a multi-token pass chose it (see ``choose(layer:expert:byLastToken:chosenNow:evict:)``).
     private var lastUse: [Int]
     private var clock = 0
     /// Reclaims seen in the current window, and the passes the window has left.
@@ -70,14 +71,22 @@ struct ExpertCache {
     /// Records that `expert` of `layer` is chosen now. If that holds one expert more than the
     /// budget allows, `evict(layer, expert)` is called for the least recently chosen one, never
     /// one of `layer`'s experts for which `chosenNow` is true.
-    mutating func choose(layer: Int, expert: Int, chosenNow: (Int) -> Bool, evict: (Int, Int) -> Void) {
+    ///
+    /// `byLastToken` is false for an expert that only earlier tokens of a multi-token pass chose
+    /// (a prompt needs nearly every expert of every layer): it is then counted as chosen before
+    /// any other, and is the first to go once its layer is done. So after a prompt the experts
+    /// held are, in every layer, those the prompt's last token chose (what the next token most
+    /// likely needs), rather than all the experts of the last layers while the first layers,
+    /// which the next token needs first, hold none.
+    mutating func choose(layer: Int, expert: Int, byLastToken: Bool = true, chosenNow: (Int) -> Bool,
+                         evict: (Int, Int) -> Void) {
         let i = layer * experts + expert
         if lastUse[i] < 0 {
             held += 1
             shrink(keepingLayer: layer, chosenNow: chosenNow, keeping: i, evict: evict)
         }
         clock += 1
-        lastUse[i] = clock
+        lastUse[i] = byLastToken ? clock : 0
     }
 
     /// Pages we count on were missing: a held expert chosen again (`singleToken`: in a decoding

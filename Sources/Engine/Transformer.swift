@@ -260,9 +260,12 @@ public final class Transformer: @unchecked Sendable {
     /// `tokens` tokens), after counting them in the expert cache, which may give back others to
     /// make room. A held expert found missing tells the cache that the kernel is reclaiming.
     func prefetchChosenExperts(layer l: Int, tokens: Int) {
+        let nK = config.nExpertsUsed, last = chosen + (tokens - 1) * nK
         for e in 0..<config.nExperts where expertCount[e] > 0 {
             let held = expertCache.isHeld(layer: l, expert: e)
-            expertCache.choose(layer: l, expert: e, chosenNow: { expertCount[$0] > 0 }) { self.evictExpert($0, $1) }
+            var byLastToken = false
+            for j in 0..<nK where last[j] == Int32(e) { byLastToken = true }
+            expertCache.choose(layer: l, expert: e, byLastToken: byLastToken, chosenNow: { expertCount[$0] > 0 }) { self.evictExpert($0, $1) }
             var missing = false
             for r in weights.expertRanges[l][e] where weights.expertFiles[l].prefetch(r, scratch: residency, capacity: residencyCapacity) {
                 missing = true

@@ -50,6 +50,25 @@ final class ExpertCacheTests: XCTestCase {
         XCTAssertEqual(c.held, 2)
     }
 
+    /// A prompt's pass needs every expert; what it leaves held is, layer by layer, what its last
+    /// token chose, not all of the last layer's experts.
+    func testAPromptLeavesItsLastTokensExpertsInEveryLayer() {
+        var c = ExpertCache(layers: 2, experts: 4)
+        c.setBudget(6, evict: evict)
+        let lastToken: [Set<Int>] = [[1, 3], [0, 2]]
+        for l in 0..<2 {
+            for e in 0..<4 {
+                c.choose(layer: l, expert: e, byLastToken: lastToken[l].contains(e), chosenNow: { _ in true }, evict: evict)
+            }
+        }
+        XCTAssertEqual(c.held, 6)
+        for l in 0..<2 { for e in lastToken[l] { XCTAssertTrue(c.isHeld(layer: l, expert: e), "\(l).\(e)") } }
+        XCTAssertEqual(evicted, ["0.0", "0.2"], "layer 0's experts the last token did not choose go first")
+        // The next token's first new expert gives back one of layer 1's that only earlier tokens chose.
+        c.choose(layer: 0, expert: 0, chosenNow: { $0 == 0 || $0 == 1 }, evict: evict)
+        XCTAssertEqual(evicted, ["0.0", "0.2", "1.1"])
+    }
+
     func testEvictionStartsAfterRepeatedReclaimsWhileDecoding() {
         var c = ExpertCache(layers: 2, experts: 4)
         for l in 0..<2 { for e in 0..<4 { c.choose(layer: l, expert: e, chosenNow: { _ in false }, evict: evict) } }
