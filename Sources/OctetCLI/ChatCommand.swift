@@ -92,7 +92,9 @@ struct Chat: ParsableCommand {
                     let r = try session.respond(to: text, system: system, maxTokens: sampling.n,
                                                 shouldContinue: { interruptRequested == 0 }) { say($0) }
                     generating = 0
-                    say(r.finishReason == .cancelled ? " [stopped]\n" : "\n")
+                    if r.finishReason == .cancelled { say(" [stopped]\n") }
+                    else if r.text.allSatisfy(\.isWhitespace) { say("[the model ended its answer without text]\n") }
+                    else { say("\n") }
                     last = r.stats
                 } catch {
                     generating = 0
