@@ -46,8 +46,9 @@ public final class MappedFile: @unchecked Sendable {
     public let willNeedBytes: Int
 
     static func willNeedLimit(device: UInt64) -> Int {
-        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
-        let minor = (device & 0xff) | ((device >> 12) & ~0xff)
+        // glibc's encoding of dev_t (major and minor of up to 32 bits each).
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & 0xffff_f000)
+        let minor = (device & 0xff) | ((device >> 12) & 0xffff_ff00)
         func kib(_ name: String) -> Int? {
             // A partition has no queue of its own: its disk's is one level up.
             let device = "/sys/dev/block/\(major):\(minor)"

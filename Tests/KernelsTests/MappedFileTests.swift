@@ -91,5 +91,30 @@ final class MappedFileTests: XCTestCase {
         }
         XCTAssertEqual(resident, bytes / page, "pages the prefetch never asked for (WILLNEED limit \(file.willNeedBytes) bytes)")
     }
+
+    /// The prefetch piece is the file's device's per-call read limit: the larger of its
+    /// `read_ahead_kb` and `max_sectors_kb` in sysfs (the disk's, for a partition).
+    func testWillNeedBytesIsTheDevicesPerCallReadLimit() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-willneed-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data(repeating: 1, count: 8192).write(to: url)
+        var st = stat()
+        XCTAssertEqual(stat(url.path, &st), 0)
+        let dev = UInt64(st.st_dev)
+        guard dev >> 20 == 0 else { throw XCTSkip("device number \(dev) uses the large encoding") }
+        let sys = "/sys/dev/block/\(dev >> 8):\(dev & 0xff)"
+        func kib(_ name: String) -> Int? {
+            for dir in [sys + "/queue/", sys + "/../queue/"] {
+                if let text = try? String(contentsOfFile: dir + name, encoding: .utf8),
+                   let v = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) { return v }
+            }
+            return nil
+        }
+        guard let ra = kib("read_ahead_kb"), let ms = kib("max_sectors_kb") else {
+            throw XCTSkip("\(sys) has no queue limits (a file system without a block device?)")
+        }
+        let file = try MappedFile(path: url.path)
+        XCTAssertEqual(file.willNeedBytes, max(max(ra, ms) * 1024, MappedFile.pageSize))
+    }
 }
 #endif
