@@ -58,8 +58,15 @@ struct Bench: ParsableCommand {
                 print(String(format: "time to first    %.3f s", r.ttft_s))
                 print(String(format: "decode           %d tokens: %.2f tok/s", r.gen_tokens, r.decode_tokens_per_s))
                 print(String(format: "bytes per token  %.1f MB of weights", r.bytes_per_token / 1e6))
-                print(String(format: "effective        %.1f GB/s  (probe: %.1f GB/s streaming read, %.0f%% of the limit)",
-                             r.effective_gbps, r.probe_gbps, r.fraction_of_limit * 100))
+                if r.probe_gbps > 0 {
+                    print(String(format: "effective        %.1f GB/s  (probe: %.1f GB/s streaming read, %.0f%% of the limit)",
+                                 r.effective_gbps, r.probe_gbps, r.fraction_of_limit * 100))
+                } else {
+                    print(String(format: "effective        %.1f GB/s  (probe skipped: --probe-mb 0)", r.effective_gbps))
+                }
+                if r.disk_bytes_per_token > 0 {
+                    print(String(format: "from disk        %.1f MB per decoded token (/proc/self/io: pages that were not in memory)", r.disk_bytes_per_token / 1e6))
+                }
                 if r.kernel_gbps > 0 {
                     print("\(r.kernel_type) kernel".padding(toLength: 17, withPad: " ", startingAt: 0)
                           + String(format: "%.1f GB/s  (matrix-vector product alone, %.0f%% of the probe)",
