@@ -104,22 +104,16 @@ public final class MappedFile: @unchecked Sendable {
         while offset < n {
             let length = min(n - offset, capacity * page)
             let count = (length + page - 1) / page
-            if mincore(p + offset, length, scratch) != 0 {
-                // Not a mapped file range mincore can answer for: ask for all of it.
-                for i in stride(from: 0, to: count, by: piecePages) {
-                    _ = madvise(p + offset + i * page, min(length - i * page, piecePages * page), MADV_WILLNEED)
+            // Where mincore cannot answer (not a mapped file range), every piece is asked for.
+            let known = mincore(p + offset, length, scratch) == 0
+            var i = 0
+            while i < count {
+                let end = min(count, i + piecePages)
+                if !known || !MappedFile.allResident(scratch + i, end - i) {
+                    _ = madvise(p + offset + i * page, min(length - i * page, (end - i) * page), MADV_WILLNEED)
+                    missing = true
                 }
-                missing = true
-            } else {
-                var i = 0
-                while i < count {
-                    let end = min(count, i + piecePages)
-                    if !MappedFile.allResident(scratch + i, end - i) {
-                        _ = madvise(p + offset + i * page, min(length - i * page, (end - i) * page), MADV_WILLNEED)
-                        missing = true
-                    }
-                    i = end
-                }
+                i = end
             }
             offset += length
         }
