@@ -26,7 +26,13 @@ let package = Package(
         // File format: GGUF v3 reader (mapped, validated) and streaming writer. Knows no model.
         .target(name: "GGUF", dependencies: ["Kernels"], swiftSettings: simd),
         // Quantized types (Q8_0, FP8 E4M3, BF16, F16), scalar twins, SIMD kernels, worker pool.
-        .target(name: "Kernels", dependencies: ["CHints"], swiftSettings: simd),
+        .target(name: "Kernels", dependencies: ["CHints", "KernelsVNNI"], swiftSettings: simd),
+        // The Q8_0 products on AVX-VNNI, the one module built with that feature; Kernels calls it
+        // only on CPUs that have it.
+        .target(name: "KernelsVNNI", dependencies: ["CHints"], swiftSettings: [
+            .unsafeFlags(["-target-cpu", "haswell", "-Xcc", "-mavxvnni", "-enforce-exclusivity=unchecked"]),
+            .unsafeFlags(["-O"], .when(configuration: .debug)),
+        ]),
         // Two compiler hints Swift cannot spell: a prefetch and an optimization barrier (header-only C).
         .target(name: "CHints"),
         // SentencePiece BPE tokenizer; pure: takes bytes, never does I/O.
@@ -52,7 +58,7 @@ let package = Package(
             ],
             swiftSettings: simd),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: simd),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "KernelsVNNI"], swiftSettings: simd),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "ConverterTests", dependencies: ["Converter", "GGUF", "Checkpoint", "Kernels"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Converter", "GGUF", "Checkpoint", "Kernels"]),

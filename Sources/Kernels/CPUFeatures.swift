@@ -2,20 +2,49 @@
 import Glibc
 #endif
 
-/// Checks that this CPU can run the kernels, which are compiled for AVX2, FMA and F16C.
+/// Checks that this CPU can run the kernels, which are compiled for AVX2, FMA and F16C, and
+/// which optional kernels it can take.
 public enum CPUFeatures {
     /// The required features this CPU lacks (empty when all are present, or when the check does
     /// not apply on this platform).
     public static func missing() -> [String] {
-        #if arch(x86_64) && os(Linux)
-        guard let text = try? String(contentsOfFileNoFoundation: "/proc/cpuinfo") else { return [] }
-        guard let flagsLine = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
-        let flags = Set(flagsLine.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" }).map(String.init))
+        guard let flags = flags else { return [] }
         return ["avx2", "fma", "f16c"].filter { !flags.contains($0) }
-        #else
-        return []
-        #endif
     }
+
+    /// Whether this CPU has AVX-VNNI (`avx_vnni` in /proc/cpuinfo): the VEX-encoded 256-bit
+    /// `vpdpbusd` of Intel since Alder Lake and AMD since Zen 5. (AVX-512 VNNI alone, as on Zen 4,
+    /// does not count: its encoding is another.)
+    public static let hasAVXVNNI: Bool = {
+        #if arch(x86_64)
+        return flags?.contains("avx_vnni") ?? false
+        #else
+        return false
+        #endif
+    }()
+
+    /// Whether the Q8_0 products run on AVX-VNNI (``KernelsVNNI``): by default when the CPU has
+    /// it and the environment does not set `OCTET_KERNELS=avx2`. Both routes give the same bits;
+    /// the variable is for comparing their speed, and tests set this to run both. Set it only
+    /// while no product runs, and never to true without ``hasAVXVNNI``.
+    public nonisolated(unsafe) static var q8_0UsesVNNI: Bool = {
+        if let v = getenv("OCTET_KERNELS"), String(cString: v) == "avx2" { return false }
+        return hasAVXVNNI
+    }()
+
+    /// The name of the Q8_0 route in use, for reports: "avx-vnni" or "avx2".
+    public static var q8_0Route: String { q8_0UsesVNNI ? "avx-vnni" : "avx2" }
+
+    /// The first `flags` line of /proc/cpuinfo (nil where there is none to read).
+    static let flags: Set<String>? = {
+        #if arch(x86_64) && os(Linux)
+        guard let text = try? String(contentsOfFileNoFoundation: "/proc/cpuinfo") else { return nil }
+        guard let flagsLine = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        return Set(flagsLine.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" }).map(String.init))
+        #else
+        return nil
+        #endif
+    }()
 }
 
 extension String {

@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import KernelsVNNI
+#endif
+
 /// One matrix product of a fused parallel section: y_t = W·x_t for `count` activation vectors,
 /// y_t at `y + t*yStride`. The activations are either floats (x_t at `x + t*xStride`) or, for Q8_0
 /// weights, 8-bit blocks from a ``QuantizedActivations`` buffer.
@@ -49,6 +53,20 @@ public struct LinearTask: @unchecked Sendable {
             return
         }
         let blocks = w.cols / 32
+        #if arch(x86_64)
+        if CPUFeatures.q8_0UsesVNNI {
+            // Straight from the mapped rows, in groups whose scales fit the scratch.
+            let groupRows = max(1, min(MatMul.rowGroup, scratchBytes / (4 * blocks) - 4))
+            var g = rows.lowerBound
+            while g < rows.upperBound {
+                let group = g..<min(g + groupRows, rows.upperBound)
+                Q8_0VNNI.product(w.base, rowBytes: w.rowBytes, rows: group, blocks: blocks, q, qd, xStride: qStride,
+                                 count: count, y, yStride: yStride, scratch: scratch, scratchBytes: scratchBytes)
+                g = group.upperBound
+            }
+            return
+        }
+        #endif
         let rowBytes = Dot.widenedRowBytes(blocks: blocks)
         // Row groups, each widened once into scratch, with tiles of four vectors inside: a tile's
         // activations are read from far memory once per group, the widened rows stay close.

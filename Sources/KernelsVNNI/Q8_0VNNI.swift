@@ -1,0 +1,165 @@
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+import CHints
+
+/// The Q8_0 products on AVX-VNNI (`vpdpbusd`, VEX-encoded, 256-bit): Intel since Alder Lake, AMD
+/// since Zen 5. This module alone is compiled with the feature (`-Xcc -mavxvnni` on top of
+/// Haswell); ``Kernels`` calls it only after ``CPUFeatures`` has found `avx_vnni` in
+/// /proc/cpuinfo, and nothing here is inlinable, so no VNNI instruction leaks into code that runs
+/// everywhere.
+///
+/// The integers are the AVX2 kernels' (`Dot.q8_0`, `Dot.q8_0x4`): lane i of a block holds
+/// Σ w[j]·x[j] over j = 4i…4i+3, computed as |w| (unsigned) times x carrying w's sign, summed by
+/// one `vpdpbusd` into a zeroed register (exact: no 16-bit step that could saturate). The floats
+/// follow the same order too (block scale d_w·d_x as one float product, even blocks into one
+/// accumulator and odd into another, then the lane sum), so both routes give the same bits.
+public enum Q8_0VNNI {
+    /// How far ahead of the row position the decode kernel prefetches (as `Dot.prefetchDistance`).
+    public static let prefetchDistance = 3072
+
+    /// Q8_0 row (`blocks` blocks of 34 bytes at `w`) · one quantized activation vector (`blocks`
+    /// × 32 values at `xq`, their block scales at `xd`).
+    @inline(never)
+    public static func dot(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+        var acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps()
+        var x = UnsafeRawPointer(xq), d = xd
+        var b = w
+        let end = w + 34 * blocks
+        // One prefetch per block, as the AVX2 kernel: one per two (68 bytes) leaves every
+        // seventeenth line to the hardware and measured slower on one thread.
+        while b + 68 <= end {
+            octet_prefetch(b + prefetchDistance)
+            acc0 = _mm256_fmadd_ps(products(b, x), scale(b, d[0]), acc0)
+            octet_prefetch(b + 34 + prefetchDistance)
+            acc1 = _mm256_fmadd_ps(products(b + 34, x + 32), scale(b + 34, d[1]), acc1)
+            b += 68
+            x += 64
+            d += 2
+        }
+        if b < end { acc0 = _mm256_fmadd_ps(products(b, x), scale(b, d[0]), acc0) }
+        return sum(acc0, acc1)
+    }
+
+    /// y_t[r] = row r · x_t for rows `rows` (row r at `w + r·rowBytes`, `blocks` blocks) and
+    /// `count` quantized vectors (vector t at `xq + t·xStride`, its scales at `xd + t·xStride/32`),
+    /// y_t[r] at `y + t·yStride + r`. Tiles of four vectors share each weight load; the rest go
+    /// one by one. `scratch` (`scratchBytes` bytes, 32-byte aligned) holds the rows' scales as
+    /// floats and each tile's scale products: the tiles need ``scratchBytes(rows:blocks:)``
+    /// bytes, and with less every vector goes one by one.
+    @inline(never)
+    public static func product(_ w: UnsafeRawPointer, rowBytes: Int, rows: Range<Int>, blocks: Int,
+                               _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, xStride: Int, count: Int,
+                               _ y: UnsafeMutablePointer<Float>, yStride: Int,
+                               scratch: UnsafeMutableRawPointer, scratchBytes available: Int) {
+        var t = 0
+        if count >= 4 && scratchBytes(rows: rows.count, blocks: blocks) <= available {
+            let dw = scratch.assumingMemoryBound(to: Float.self)
+            let s = dw + rows.count * blocks
+            for (i, r) in rows.enumerated() {
+                let row = w + r * rowBytes
+                for k in 0..<blocks { dw[i * blocks + k] = blockScale(row + 34 * k) }
+            }
+            let ds = xStride / 32
+            while t + 4 <= count {
+                for (i, r) in rows.enumerated() {
+                    scaleProducts(dw + i * blocks, xd + t * ds, ds, blocks, into: s)
+                    let v = tile4(w + r * rowBytes, UnsafeRawPointer(xq + t * xStride), xStride, s, blocks)
+                    for j in 0..<4 { y[(t + j) * yStride + r] = v[j] }
+                }
+                t += 4
+            }
+        }
+        for r in rows {
+            for u in t..<count {
+                y[u * yStride + r] = dot(w + r * rowBytes, xq + u * xStride, xd + u * xStride / 32, blocks: blocks)
+            }
+        }
+    }
+
+    /// Scratch ``product(_:rowBytes:rows:blocks:_:_:xStride:count:_:yStride:scratch:scratchBytes:)`` needs.
+    public static func scratchBytes(rows: Int, blocks: Int) -> Int { 4 * (rows + 4) * blocks }
+
+    /// s[t·blocks + k] = d_w[k] × d_x_t[k] for the tile's four vectors (scales `ds` apart).
+    @inline(__always)
+    static func scaleProducts(_ dw: UnsafePointer<Float>, _ xd: UnsafePointer<Float>, _ ds: Int, _ blocks: Int,
+                              into s: UnsafeMutablePointer<Float>) {
+        for t in 0..<4 {
+            let x = xd + t * ds, o = s + t * blocks
+            var k = 0
+            while k + 8 <= blocks {
+                UnsafeMutableRawPointer(o + k).storeBytes(
+                    of: UnsafeRawPointer(dw + k).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Float>.self),
+                    as: SIMD8<Float>.self)
+                k += 8
+            }
+            while k < blocks { o[k] = dw[k] * x[k]; k += 1 }
+        }
+    }
+
+    /// One Q8_0 row against four vectors (x_t at `x + t·xStride` bytes), with the scale
+    /// products `s` (t·blocks + k).
+    @inline(__always)
+    static func tile4(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ xStride: Int, _ s: UnsafePointer<Float>,
+                      _ blocks: Int) -> SIMD4<Float> {
+        var e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0
+        var o0 = e0, o1 = e0, o2 = e0, o3 = e0
+        let s1 = s + blocks, s2 = s + 2 * blocks, s3 = s + 3 * blocks
+        @inline(__always) func block(_ k: Int, _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256, _ a3: inout __m256) {
+            let b = w + 34 * k
+            let v = b.loadUnaligned(fromByteOffset: 2, as: __m256i.self)
+            let m = _mm256_sign_epi8(v, v)
+            let xk = x + 32 * k
+            a0 = _mm256_fmadd_ps(products(m, v, xk), _mm256_set1_ps(s[k]), a0)
+            a1 = _mm256_fmadd_ps(products(m, v, xk + xStride), _mm256_set1_ps(s1[k]), a1)
+            a2 = _mm256_fmadd_ps(products(m, v, xk + 2 * xStride), _mm256_set1_ps(s2[k]), a2)
+            a3 = _mm256_fmadd_ps(products(m, v, xk + 3 * xStride), _mm256_set1_ps(s3[k]), a3)
+        }
+        var k = 0
+        while k + 2 <= blocks {
+            block(k, &e0, &e1, &e2, &e3)
+            block(k + 1, &o0, &o1, &o2, &o3)
+            k += 2
+        }
+        if k < blocks { block(k, &e0, &e1, &e2, &e3) }
+        return SIMD4(sum(e0, o0), sum(e1, o1), sum(e2, o2), sum(e3, o3))
+    }
+
+    /// The block at `b`: its 32 weights against the 32 activation bytes at `x`, as 8 float lanes.
+    @inline(__always)
+    static func products(_ b: UnsafeRawPointer, _ x: UnsafeRawPointer) -> __m256 {
+        let v = b.loadUnaligned(fromByteOffset: 2, as: __m256i.self)
+        return products(_mm256_sign_epi8(v, v), v, x)
+    }
+
+    /// |w| (`m`) times x with w's signs (`v` the signed weights), four products per Int32 lane,
+    /// as floats.
+    @inline(__always)
+    static func products(_ m: __m256i, _ v: __m256i, _ x: UnsafeRawPointer) -> __m256 {
+        let signed = _mm256_sign_epi8(x.loadUnaligned(as: __m256i.self), v)
+        return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), m, signed))
+    }
+
+    /// d_w × d_x for the block at `b`, in all lanes: the half broadcast from memory
+    /// (`vpbroadcastw`), widened (`vcvtph2ps`, exact) and multiplied in every lane, so no scalar
+    /// register is involved. Written as `Float(Float16) * xd`, LLVM inserted the half into an
+    /// accumulator's register (`vpinsrw`), which chained each block's scale to the previous
+    /// block's multiply-add: 0.8× on one thread.
+    @inline(__always)
+    static func scale(_ b: UnsafeRawPointer, _ xd: Float) -> __m256 {
+        let h = _mm_set1_epi16(Int16(bitPattern: b.loadUnaligned(as: UInt16.self)))
+        return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(xd))
+    }
+
+    /// The f16 scale at `b` as a float (exact).
+    @inline(__always)
+    static func blockScale(_ b: UnsafeRawPointer) -> Float {
+        Float(b.loadUnaligned(as: Float16.self))
+    }
+
+    /// (a + b) summed across lanes, in the order `SIMD8<Float>.sum()` uses for the AVX2 kernels.
+    @inline(__always)
+    static func sum(_ a: __m256, _ b: __m256) -> Float {
+        (a + b).sum()  // __m256 is SIMD8<Float>
+    }
+}
+#endif
