@@ -26,10 +26,10 @@ let package = Package(
         // File format: GGUF v3 reader (mapped, validated) and streaming writer. Knows no model.
         .target(name: "GGUF", dependencies: ["Kernels"], swiftSettings: simd),
         // Quantized types (Q8_0, FP8 E4M3, BF16, F16), scalar twins, SIMD kernels, worker pool.
-        .target(name: "Kernels", dependencies: ["CHints", "KernelsVNNI"], swiftSettings: simd),
-        // The Q8_0 products on AVX-VNNI, the one module built with that feature; Kernels calls it
-        // only on CPUs that have it.
-        .target(name: "KernelsVNNI", dependencies: ["CHints"], swiftSettings: [
+        .target(name: "Kernels", dependencies: ["CHints", "Q8_0Kernels"], swiftSettings: simd),
+        // The Q8_0 integer products, written once for AVX2 and AVX-VNNI; the one module built with
+        // AVX-VNNI, whose two VNNI entry points Kernels calls only on CPUs that have it.
+        .target(name: "Q8_0Kernels", dependencies: ["CHints"], swiftSettings: [
             .unsafeFlags(["-target-cpu", "haswell", "-Xcc", "-mavxvnni", "-enforce-exclusivity=unchecked"]),
             .unsafeFlags(["-O"], .when(configuration: .debug)),
         ]),
@@ -58,7 +58,7 @@ let package = Package(
             ],
             swiftSettings: simd),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "KernelsVNNI"], swiftSettings: simd),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Q8_0Kernels"], swiftSettings: simd),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "ConverterTests", dependencies: ["Converter", "GGUF", "Checkpoint", "Kernels"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Converter", "GGUF", "Checkpoint", "Kernels"]),

@@ -25,6 +25,10 @@ public struct Benchmark {
         public var kernel_gbps: Double = 0
         public var kernel_type: String = ""
 
+        /// Which build of the Q8_0 products ran: "avx-vnni" or "avx2" (see
+        /// ``CPUFeatures/q8_0UsesVNNI``).
+        public var q8_0_route: String = CPUFeatures.q8_0Route
+
         public var fraction_of_limit: Double
         public var repeats: Int
         /// Bytes read from disk per decoded token (`/proc/self/io` read_bytes over the decode

@@ -23,7 +23,7 @@ public enum CPUFeatures {
         #endif
     }()
 
-    /// Whether the Q8_0 products run on AVX-VNNI (``KernelsVNNI``): by default when the CPU has
+    /// Whether the Q8_0 products run on AVX-VNNI (``Q8_0VNNI`` in Q8_0Kernels): by default when the CPU has
     /// it and the environment does not set `OCTET_KERNELS=avx2`. Both routes give the same bits;
     /// the variable is for comparing their speed, and tests set this to run both. Set it only
     /// while no product runs, and never to true without ``hasAVXVNNI``.

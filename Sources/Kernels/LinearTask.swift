@@ -1,6 +1,4 @@
-#if arch(x86_64)
-import KernelsVNNI
-#endif
+import Q8_0Kernels
 
 /// One matrix product of a fused parallel section: y_t = W·x_t for `count` activation vectors,
 /// y_t at `y + t*yStride`. The activations are either floats (x_t at `x + t*xStride`) or, for Q8_0
@@ -19,14 +17,12 @@ public struct LinearTask: @unchecked Sendable {
     @usableFromInline let q: UnsafePointer<Int8>?
     @usableFromInline let qd: UnsafePointer<Float>?
     @usableFromInline let qStride: Int
-    /// The activations in the 16-bit layout of the batched kernel, when there are enough vectors.
-    @usableFromInline let q16: UnsafePointer<Int16>?
 
     /// Float activations: `count` vectors of `w.cols` floats, `xStride` apart.
     public init(_ w: WeightMatrix, _ x: UnsafePointer<Float>, xStride: Int, count: Int,
                 _ y: UnsafeMutablePointer<Float>, yStride: Int) {
         self.w = w; self.count = count; self.y = y; self.yStride = yStride
-        self.x = x; self.xStride = xStride; q = nil; qd = nil; qStride = 0; q16 = nil
+        self.x = x; self.xStride = xStride; q = nil; qd = nil; qStride = 0
     }
 
     /// Quantized activations (Q8_0 weights only): vectors `first..<first+count` of `xq`, or all
@@ -39,12 +35,11 @@ public struct LinearTask: @unchecked Sendable {
         let (q, d) = xq.vector(first)
         self.w = w; self.count = n; self.y = y; self.yStride = yStride
         x = nil; xStride = 0; self.q = q; qd = d; qStride = xq.rowLength
-        q16 = xq.count >= QuantizedActivations.widenedFromCount ? xq.widenedVector(first) : nil
     }
 
     /// Computes rows `rows` of every vector (single thread; the pool splits the rows). `scratch`
     /// (`scratchBytes` bytes, 64-byte aligned) is the running thread's: the batched Q8_0 path
-    /// widens its group of rows there.
+    /// keeps its group's block scales there.
     @inlinable
     public func run(rows: Range<Int>, scratch: UnsafeMutableRawPointer, scratchBytes: Int) {
         guard let q, let qd else {
@@ -53,44 +48,19 @@ public struct LinearTask: @unchecked Sendable {
             return
         }
         let blocks = w.cols / 32
-        #if arch(x86_64)
-        if CPUFeatures.q8_0UsesVNNI {
-            // Straight from the mapped rows, in groups whose scales fit the scratch.
-            let groupRows = max(1, min(MatMul.rowGroup, scratchBytes / (4 * blocks) - 4))
-            var g = rows.lowerBound
-            while g < rows.upperBound {
-                let group = g..<min(g + groupRows, rows.upperBound)
-                Q8_0VNNI.product(w.base, rowBytes: w.rowBytes, rows: group, blocks: blocks, q, qd, xStride: qStride,
-                                 count: count, y, yStride: yStride, scratch: scratch, scratchBytes: scratchBytes)
-                g = group.upperBound
-            }
-            return
-        }
-        #endif
-        let rowBytes = Dot.widenedRowBytes(blocks: blocks)
-        // Row groups, each widened once into scratch, with tiles of four vectors inside: a tile's
-        // activations are read from far memory once per group, the widened rows stay close.
-        let tiled = count >= 4 && q16 != nil && rowBytes <= scratchBytes
-        let groupRows = tiled ? min(MatMul.rowGroup, scratchBytes / rowBytes) : MatMul.rowGroup
+        // Groups of rows whose scales fit the scratch, with tiles of four vectors inside: a
+        // tile's activations are read from far memory once per group.
+        let groupRows = max(1, min(MatMul.rowGroup, scratchBytes / (4 * blocks) - 4))
         var g = rows.lowerBound
         while g < rows.upperBound {
             let group = g..<min(g + groupRows, rows.upperBound)
-            var t = 0
-            if tiled, let q16 {
-                for (i, r) in group.enumerated() { Dot.widenQ8_0(w.row(r), blocks: blocks, into: scratch + i * rowBytes) }
-                while t + 4 <= count {
-                    for (i, r) in group.enumerated() {
-                        let v = Dot.q8_0x4(widened: scratch + i * rowBytes, q16 + t * qStride, qd + t * qStride / 32,
-                                           vectorStride: qStride, blocks: blocks)
-                        for j in 0..<4 { y[(t + j) * yStride + r] = v[j] }
-                    }
-                    t += 4
-                }
-            }
-            for r in group {
-                for u in t..<count {
-                    y[u * yStride + r] = Dot.q8_0(w.row(r), q + u * qStride, qd + u * qStride / 32, blocks: blocks)
-                }
+            if CPUFeatures.q8_0UsesVNNI {
+                Q8_0VNNI.product(w.base, rowBytes: w.rowBytes, rows: group, blocks: blocks, q, qd, xStride: qStride,
+                                 count: count, y, yStride: yStride, scratch: scratch, scratchBytes: scratchBytes)
+            } else {
+                Q8_0Product<AVX2BlockProducts>.product(w.base, rowBytes: w.rowBytes, rows: group, blocks: blocks, q, qd,
+                                                       xStride: qStride, count: count, y, yStride: yStride,
+                                                       scratch: scratch, scratchBytes: scratchBytes)
             }
             g = group.upperBound
         }

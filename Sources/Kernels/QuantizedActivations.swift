@@ -1,31 +1,25 @@
 import CHints
+import Q8_0Kernels
+import _Builtin_intrinsics.intel
 
 /// Activation vectors quantized to 8-bit blocks of 32 for Q8_0 integer dot products (as ggml pairs
 /// Q8_0 weights with Q8_0 activations): per block a float scale `d = max|x|/127` and the 32 values
 /// `round(x/d)` as Int8 in their natural order (|q| ≤ 127, so negating one never overflows).
-///
-/// With four or more vectors (prompt processing) the values are also kept as Int16 in the layout
-/// of the batched kernel ``Dot/q8_0x4(widened:_:_:vectorStride:blocks:)``: per block the 16
-/// even-indexed values, then the 16 odd-indexed ones.
 public final class QuantizedActivations: @unchecked Sendable {
     public let capacity: Int
     public private(set) var count = 0
     public private(set) var rowLength = 0
     @usableFromInline let q: UnsafeMutablePointer<Int8>
     @usableFromInline let d: UnsafeMutablePointer<Float>
-    @usableFromInline let q16: UnsafeMutablePointer<Int16>
-    /// Vectors from which on ``q16`` is filled.
-    public static let widenedFromCount = 4
 
     /// - Parameter capacity: values (vectors × row length) the buffer can hold.
     public init(capacity: Int) {
         self.capacity = capacity
         q = .allocate(capacity: max(capacity, 32))
         d = .allocate(capacity: max(capacity / 32, 1))
-        q16 = .allocate(capacity: max(capacity, 32))
     }
 
-    deinit { q.deallocate(); d.deallocate(); q16.deallocate() }
+    deinit { q.deallocate(); d.deallocate() }
 
     /// Quantizes `count` vectors of `n` floats (vector t at `x + t*stride`); n must be a multiple
     /// of 32. With a `pool`, eight or more vectors are split across its threads (prompt
@@ -57,7 +51,6 @@ public final class QuantizedActivations: @unchecked Sendable {
     /// vector's floats. The shape comes from ``prepare(count:rowLength:)``.
     public func quantize(vector t: Int, blocks: Range<Int>, from x: UnsafePointer<Float>) {
         precondition(t >= 0 && t < count && blocks.lowerBound >= 0 && blocks.upperBound <= rowLength / 32)
-        let widened = count >= QuantizedActivations.widenedFromCount
         for b in blocks {
             let v = UnsafeRawPointer(x + b * 32)
             let v0 = v.loadUnaligned(as: SIMD8<Float>.self), v1 = v.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
@@ -74,10 +67,6 @@ public final class QuantizedActivations: @unchecked Sendable {
             ob.storeBytes(of: QuantizedActivations.roundedBytes(v1 * inv), toByteOffset: 8, as: SIMD8<Int8>.self)
             ob.storeBytes(of: QuantizedActivations.roundedBytes(v2 * inv), toByteOffset: 16, as: SIMD8<Int8>.self)
             ob.storeBytes(of: QuantizedActivations.roundedBytes(v3 * inv), toByteOffset: 24, as: SIMD8<Int8>.self)
-            if widened {
-                let o16 = q16 + blk * 32
-                for i in 0..<16 { o16[i] = Int16(o[2 * i]); o16[16 + i] = Int16(o[2 * i + 1]) }
-            }
         }
     }
 
@@ -130,12 +119,6 @@ public final class QuantizedActivations: @unchecked Sendable {
         (UnsafePointer(q + t * rowLength), UnsafePointer(d + t * rowLength / 32))
     }
 
-    /// Vector `t`'s values in the 16-bit layout (filled when ``count`` ≥ ``widenedFromCount``).
-    @inlinable @inline(__always)
-    func widenedVector(_ t: Int) -> UnsafePointer<Int16> {
-        UnsafePointer(q16 + t * rowLength)
-    }
-
     /// The dequantized value i of vector t (for tests).
     public func value(_ t: Int, _ i: Int) -> Float {
         d[(t * rowLength + i) / 32] * Float(q[t * rowLength + i])
@@ -143,91 +126,25 @@ public final class QuantizedActivations: @unchecked Sendable {
 }
 
 extension Dot {
-    /// Q8_0 row · quantized activations: Σ_blocks d_w·d_x·Σ q_w·q_x.
-    ///
-    /// Per block, the products run as `vpmaddubsw` does them: the weights' magnitudes |q_w|
-    /// (unsigned, ≤ 128) times the activations carrying the weights' signs (|q_x| ≤ 127), adjacent
-    /// pairs summed in 16 bits (|sum| ≤ 2·128·127 < 2¹⁵, so the saturation never acts), then the
-    /// 16-bit pairs widened and summed to 8 Int32 lanes, converted to Float and scaled. Exact for
-    /// every weight byte, −128 included.
+    /// Q8_0 row · quantized activations: Σ_blocks d_w·d_x·Σ q_w·q_x, on AVX2 (see
+    /// ``Q8_0Product`` for the order of the sums, which ``Q8_0VNNI`` shares bit for bit).
     @inlinable
     public static func q8_0(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
-        // Blocks alternate between two accumulators (swapped after each block), so consecutive
-        // fused multiply-adds do not wait for each other; the four-vector tile keeps this order.
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        var b = w
-        for k in 0..<blocks {
-            octet_prefetch(b + Dot.prefetchDistance)
-            let v = b.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
-            let sign = signMask(v)
-            let products = q8Products(magnitudes(v, sign), sign, UnsafeRawPointer(xq + 32 * k))
-            acc0.addProduct(products, SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self)) * xd[k]))
-            swap(&acc0, &acc1)
-            b += 34
-        }
-        return (acc0 + acc1).sum()
+        Q8_0Product<AVX2BlockProducts>.dot(w, xq, xd, blocks: blocks)
     }
+}
 
-    /// 0xFF where the byte is negative, 0 elsewhere (`vpcmpgtb`).
+/// A Q8_0 block's products on AVX2: `vpmaddubsw` multiplies the unsigned magnitudes by the signed
+/// bytes and adds adjacent pairs in 16 bits (|pair| ≤ 2·128·127 < 2¹⁵, so its saturation never
+/// acts), `vpmaddwd` by ones adds adjacent pairs of those into Int32 lanes.
+public enum AVX2BlockProducts: Q8_0BlockProducts {
     @inlinable @inline(__always)
-    static func signMask(_ v: SIMD32<Int8>) -> SIMD32<Int8> {
-        unsafeBitCast(v .< SIMD32<Int8>(), to: SIMD32<Int8>.self)
+    public static func products(_ m: __m256i, _ s: __m256i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(m, s), _mm256_set1_epi16(1)))
     }
+}
 
-    /// |v| as unsigned bytes, given v's sign mask: (v ^ m) − m, which LLVM emits as `vpabsb`.
-    @inlinable @inline(__always)
-    static func magnitudes(_ v: SIMD32<Int8>, _ sign: SIMD32<Int8>) -> SIMD32<UInt8> {
-        unsafeBitCast(xor(v, sign) &- sign, to: SIMD32<UInt8>.self)
-    }
-
-    /// Bitwise xor of byte vectors through 32-bit lanes (the byte-lane operator is not vectorized).
-    @inlinable @inline(__always)
-    static func xor(_ a: SIMD32<Int8>, _ b: SIMD32<Int8>) -> SIMD32<Int8> {
-        unsafeBitCast(unsafeBitCast(a, to: SIMD8<Int32>.self) ^ unsafeBitCast(b, to: SIMD8<Int32>.self), to: SIMD32<Int8>.self)
-    }
-
-    /// Σ q_w·q_x of one block (weight magnitudes and sign mask, activation block at `x`) as 8
-    /// float lanes, each the sum of four products.
-    @inlinable @_transparent
-    static func q8Products(_ magnitude: SIMD32<UInt8>, _ sign: SIMD32<Int8>, _ x: UnsafeRawPointer) -> SIMD8<Float> {
-        let signed = xor(x.loadUnaligned(as: SIMD32<Int8>.self), sign) &- sign
-        let pairs = unsafeBitCast(multiplyAddAdjacent(magnitude, signed), to: SIMD8<Int32>.self)
-        return floats(((pairs &<< 16) &>> 16) &+ (pairs &>> 16))
-    }
-
-    /// u[2i]·s[2i] + u[2i+1]·s[2i+1] for i in 0..<16, saturated to Int16: written in the shape
-    /// LLVM's x86 back end matches to one `vpmaddubsw` (element-wise widening loops, a clamp, a
-    /// truncation). The generic SIMD conversions would compile to calls instead.
-    @inlinable @inline(__always)
-    static func multiplyAddAdjacent(_ u: SIMD32<UInt8>, _ s: SIMD32<Int8>) -> SIMD16<Int16> {
-        let sum = widen(u.evenHalf) &* widen(s.evenHalf) &+ widen(u.oddHalf) &* widen(s.oddHalf)
-        var r = SIMD16<Int16>()
-        for i in 0..<16 { r[i] = Int16(truncatingIfNeeded: Swift.min(Swift.max(sum[i], -32768), 32767)) }
-        return r
-    }
-
-    @inlinable @inline(__always)
-    static func widen(_ v: SIMD16<UInt8>) -> SIMD16<Int32> {
-        var r = SIMD16<Int32>()
-        for i in 0..<16 { r[i] = Int32(v[i]) }
-        return r
-    }
-
-    @inlinable @inline(__always)
-    static func widen(_ v: SIMD16<Int8>) -> SIMD16<Int32> {
-        var r = SIMD16<Int32>()
-        for i in 0..<16 { r[i] = Int32(v[i]) }
-        return r
-    }
-
-    /// Int32 → Float lane by lane (`vcvtdq2ps`).
-    @inlinable @inline(__always)
-    static func floats(_ v: SIMD8<Int32>) -> SIMD8<Float> {
-        var r = SIMD8<Float>()
-        for i in 0..<8 { r[i] = Float(v[i]) }
-        return r
-    }
-
+extension Dot {
     /// Scalar twin of the integer Q8_0 kernel.
     public static func q8_0Reference(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
         var total: Float = 0

@@ -37,8 +37,8 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// - Parameters:
     ///   - threads: threads including the caller; defaults to the number of online CPUs.
-    ///   - scratchBytes: per-thread scratch for kernels that stage data, e.g. Q8_0 rows widened
-    ///     to 16 bits for the batched products (a group of rows: 8 Mixtral FFN rows take 243 KB).
+    ///   - scratchBytes: per-thread scratch for kernels that stage data, e.g. the block scales of
+    ///     a group of Q8_0 rows for the batched products (8 Mixtral FFN rows and a tile: 21.5 KB).
     public init(threads: Int = WorkerPool.onlineCPUs, scratchBytes: Int = 256 << 10) {
         self.threads = max(1, threads)
         self.scratchBytes = (max(scratchBytes, 64) + 63) & ~63

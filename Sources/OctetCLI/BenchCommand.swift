@@ -54,6 +54,9 @@ struct Bench: ParsableCommand {
             } else {
                 print("model            \(model) (\(m.formatDescription))")
                 print("threads          \(r.threads)")
+                if m.formatDescription.contains("Q8_0") {
+                    print("Q8_0 route       \(r.q8_0_route)")
+                }
                 print(String(format: "prompt           %d tokens: %.1f tok/s", r.prompt_tokens, r.prompt_tokens_per_s))
                 print(String(format: "time to first    %.3f s", r.ttft_s))
                 print(String(format: "decode           %d tokens: %.2f tok/s", r.gen_tokens, r.decode_tokens_per_s))

@@ -170,6 +170,31 @@ final class ReferenceLogitsTests: XCTestCase {
         XCTAssertLessThan(worst, 0.5, "Q8_0 logits drift far from the reference")
     }
 
+    /// The AVX2 and AVX-VNNI routes of the Q8_0 products give the same logits, bit for bit, for
+    /// whole prompts (tiles) and one token at a time.
+    func testQ8_0RoutesGiveIdenticalLogits() throws {
+        guard CPUFeatures.hasAVXVNNI else { throw XCTSkip("this CPU has no AVX-VNNI (avx_vnni), so only the AVX2 route runs here") }
+        let saved = CPUFeatures.q8_0UsesVNNI
+        defer { CPUFeatures.q8_0UsesVNNI = saved }
+        let path = try ConvertedFixture.path(.q8_0)
+        let p = ReferencePrompt.all[0]
+        var runs: [[Float]] = []
+        for vnni in [false, true] {
+            CPUFeatures.q8_0UsesVNNI = vnni
+            let (batch, _) = try runBatch(try transformer(path), p.ids)
+            let single = try transformer(path, maxBatch: 1)
+            var last: [Float] = []
+            for id in p.ids {
+                try [id].withUnsafeBufferPointer { try single.forward($0, logits: .last) }
+                last = Array(UnsafeBufferPointer(start: single.logits, count: ReferencePrompt.vocab))
+            }
+            runs.append(batch + last)
+        }
+        XCTAssertEqual(runs[0].count, runs[1].count)
+        let differing = zip(runs[0], runs[1]).filter { $0.bitPattern != $1.bitPattern }.count
+        XCTAssertEqual(differing, 0, "\(differing) of \(runs[0].count) logits differ between the AVX2 and AVX-VNNI routes")
+    }
+
     func testOutOfVocabularyTokenIsAnError() throws {
         let t = try transformer(TestPaths.fixture.path)
         XCTAssertThrowsError(try [Int32(32000)].withUnsafeBufferPointer { try t.forward($0) }) { e in

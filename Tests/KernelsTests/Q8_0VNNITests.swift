@@ -1,24 +1,17 @@
 import XCTest
 @testable import Kernels
-#if arch(x86_64)
-import KernelsVNNI
-#endif
+import Q8_0Kernels
 
 /// The AVX-VNNI route of the Q8_0 products gives the AVX2 route's bits: the same integers per
 /// lane and the same float order, for one vector and for four-vector tiles, so a model's output
 /// does not depend on which CPU ran it.
 final class Q8_0VNNITests: XCTestCase {
     override func setUpWithError() throws {
-        #if arch(x86_64)
         guard CPUFeatures.hasAVXVNNI else {
             throw XCTSkip("this CPU has no AVX-VNNI (no avx_vnni in /proc/cpuinfo), so the VNNI route cannot run here")
         }
-        #else
-        throw XCTSkip("the VNNI route exists on x86-64 only")
-        #endif
     }
 
-    #if arch(x86_64)
     /// A row with every weight byte, −128 included, and rows of several scales.
     private func rows(_ rng: inout SplitMix64, cols: Int, count: Int) -> [UInt8] {
         var bytes: [UInt8] = []
@@ -62,7 +55,7 @@ final class Q8_0VNNITests: XCTestCase {
         for cols in [96, 352] {
             let rowCount = 45
             let w = rows(&rng, cols: cols, count: rowCount)
-            let oneRow = Q8_0VNNI.scratchBytes(rows: 1, blocks: cols / 32)
+            let oneRow = Q8_0Product<AVX2BlockProducts>.scratchBytes(rows: 1, blocks: cols / 32)
             for (threads, scratch) in [(1, 256 << 10), (2, 256 << 10), (2, oneRow), (1, 64)] {
                 let pool = WorkerPool(threads: threads, scratchBytes: scratch)
                 for count in [1, 3, 4, 5, 8, 9] {
@@ -93,5 +86,4 @@ final class Q8_0VNNITests: XCTestCase {
             }
         }
     }
-    #endif
 }

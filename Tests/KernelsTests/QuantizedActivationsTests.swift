@@ -1,5 +1,6 @@
 import XCTest
 @testable import Kernels
+import Q8_0Kernels
 
 /// The integer Q8_0 path the engine uses by default: activations quantized to 8 bits per block of
 /// 32 (float scale d = amax/127, q = round half away), dotted with Q8_0 weight blocks in integers.
@@ -76,29 +77,38 @@ final class QuantizedActivationsTests: XCTestCase {
         }
     }
 
-    /// A token's result does not depend on its batch: the four-vector kernel on widened rows
-    /// gives, bit for bit, what the one-vector byte kernel gives for each vector (odd and even
-    /// block counts, weight bytes −128…127). This is what makes a prompt evaluated in one batch
-    /// and the same prompt reused from the KV cache agree.
-    func testFourVectorKernelIsBitIdenticalToOneVector() {
+    /// A token's result does not depend on its batch: the four-vector tiles give, bit for bit,
+    /// what the one-vector kernel gives for each vector (odd and even block counts, weight bytes
+    /// −128…127, vector counts around the tile). This is what makes a prompt evaluated in one
+    /// batch and the same prompt reused from the KV cache agree.
+    func testFourVectorTilesAreBitIdenticalToOneVector() {
         var rng = SplitMix64(seed: 71)
         for cols in [32, 96, 128, 352] {
-            let blocks = cols / 32
-            var w = encodeRow(rng.floats(cols, sigma: 0.1), as: .q8_0)
+            let blocks = cols / 32, rows = 3, count = 9
+            var w: [UInt8] = []
+            for _ in 0..<rows { w += encodeRow(rng.floats(cols, sigma: 0.1), as: .q8_0) }
             w[2] = 0x80; w[3] = 0x7F   // the extremes of a weight byte
-            let x = rng.floats(cols * 4)
-            let xq = QuantizedActivations(capacity: cols * 4)
-            x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: cols, count: 4, rowLength: cols) }
-            let scratch = UnsafeMutableRawPointer.allocate(byteCount: Dot.widenedRowBytes(blocks: blocks), alignment: 64)
+            let x = rng.floats(cols * count)
+            let xq = QuantizedActivations(capacity: cols * count)
+            x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: cols, count: count, rowLength: cols) }
+            let scratchBytes = Q8_0Product<AVX2BlockProducts>.scratchBytes(rows: rows, blocks: blocks)
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 64)
             defer { scratch.deallocate() }
+            var y = [Float](repeating: .nan, count: rows * count)
+            let rowBytes = TensorType.q8_0.rowBytes(cols)!
             w.withUnsafeBytes { wb in
-                Dot.widenQ8_0(wb.baseAddress!, blocks: blocks, into: scratch)
-                let (_, d0) = xq.vector(0)
-                let four = Dot.q8_0x4(widened: scratch, xq.widenedVector(0), d0, vectorStride: xq.rowLength, blocks: blocks)
-                for t in 0..<4 {
+                let (q0, d0) = xq.vector(0)
+                y.withUnsafeMutableBufferPointer {
+                    Q8_0Product<AVX2BlockProducts>.product(wb.baseAddress!, rowBytes: rowBytes, rows: 0..<rows, blocks: blocks,
+                                                           q0, d0, xStride: cols, count: count, $0.baseAddress!, yStride: rows,
+                                                           scratch: scratch, scratchBytes: scratchBytes)
+                }
+                for t in 0..<count {
                     let (q, d) = xq.vector(t)
-                    let one = Dot.q8_0(wb.baseAddress!, q, d, blocks: blocks)
-                    XCTAssertEqual(four[t].bitPattern, one.bitPattern, "cols \(cols) vector \(t): \(four[t]) vs \(one)")
+                    for r in 0..<rows {
+                        let one = Dot.q8_0(wb.baseAddress! + r * rowBytes, q, d, blocks: blocks)
+                        XCTAssertEqual(y[t * rows + r].bitPattern, one.bitPattern, "cols \(cols) vector \(t) row \(r): \(y[t * rows + r]) vs \(one)")
+                    }
                 }
             }
         }
@@ -129,53 +139,18 @@ final class QuantizedActivationsTests: XCTestCase {
                 let (qs, ds) = serial.vector(t), (qp, dp) = other.vector(t)
                 XCTAssertEqual(Array(UnsafeBufferPointer(start: qs, count: cols)), Array(UnsafeBufferPointer(start: qp, count: cols)), "vector \(t)")
                 XCTAssertEqual(Array(UnsafeBufferPointer(start: ds, count: cols / 32)), Array(UnsafeBufferPointer(start: dp, count: cols / 32)))
-                XCTAssertEqual(Array(UnsafeBufferPointer(start: serial.widenedVector(t), count: cols)),
-                               Array(UnsafeBufferPointer(start: other.widenedVector(t), count: cols)))
             }
         }
     }
 
-    /// The widened layouts hold the same integers: weights (even-indexed, then odd-indexed, then
-    /// the scales as floats) and activations.
-    func testWidenedLayouts() {
-        var rng = SplitMix64(seed: 5)
-        let cols = 64, blocks = 2
-        var w = encodeRow(rng.floats(cols, sigma: 0.1), as: .q8_0)
-        w[2] = 0x80; w[3] = 0x7F; w[4] = 0xFF
-        let s = UnsafeMutableRawPointer.allocate(byteCount: Dot.widenedRowBytes(blocks: blocks), alignment: 64)
-        defer { s.deallocate() }
-        w.withUnsafeBytes { Dot.widenQ8_0($0.baseAddress!, blocks: blocks, into: s) }
-        let wide = s.assumingMemoryBound(to: Int16.self)
-        let scales = (s + 64 * blocks).assumingMemoryBound(to: Float.self)
-        for k in 0..<blocks {
-            for i in 0..<32 {
-                let byte = Int16(Int8(bitPattern: w[34 * k + 2 + i]))
-                XCTAssertEqual(wide[32 * k + (i % 2 == 0 ? i / 2 : 16 + i / 2)], byte, "block \(k) weight \(i)")
-            }
-            let f16 = UInt16(w[34 * k]) | UInt16(w[34 * k + 1]) << 8
-            XCTAssertEqual(scales[k], HalfPrecision.float(fromF16: f16))
-        }
-        let x = rng.floats(cols * 4)
-        let xq = QuantizedActivations(capacity: cols * 4)
-        x.withUnsafeBufferPointer { xq.quantize($0.baseAddress!, stride: cols, count: 4, rowLength: cols) }
-        for t in 0..<4 {
-            let (q, _) = xq.vector(t)
-            let q16 = xq.widenedVector(t)
-            for i in 0..<cols {
-                let b = i / 32, j = i % 32
-                XCTAssertEqual(q16[32 * b + (j % 2 == 0 ? j / 2 : 16 + j / 2)], Int16(q[i]), "vector \(t) value \(i)")
-            }
-        }
-    }
-
-    /// Also with scratch for only two widened rows per group, and with too little for one (the
+    /// Also with scratch for the scales of only two rows per group, and with too little for one (the
     /// one-vector kernel then takes every vector).
     func testPoolIntegerMatMul() {
         var rng = SplitMix64(seed: 63)
         let cols = 128, rows = 45
         let w = rng.floats(cols * rows, sigma: 0.1)
         let bytes = (0..<rows).flatMap { encodeRow(Array(w[($0 * cols)..<(($0 + 1) * cols)]), as: .q8_0) }
-        let twoRows = 2 * Dot.widenedRowBytes(blocks: cols / 32) + 64
+        let twoRows = Q8_0Product<AVX2BlockProducts>.scratchBytes(rows: 2, blocks: cols / 32)
         for (threads, scratch) in [(1, 256 << 10), (2, 256 << 10), (3, 256 << 10), (2, twoRows), (1, 64)] {
             let pool = WorkerPool(threads: threads, scratchBytes: scratch)
             for count in [1, 3, 4, 6, 8, 9] {

@@ -1,32 +1,47 @@
-#if arch(x86_64)
 import _Builtin_intrinsics.intel
 import CHints
 
-/// The Q8_0 products on AVX-VNNI (`vpdpbusd`, VEX-encoded, 256-bit): Intel since Alder Lake, AMD
-/// since Zen 5. This module alone is compiled with the feature (`-Xcc -mavxvnni` on top of
-/// Haswell); ``Kernels`` calls it only after ``CPUFeatures`` has found `avx_vnni` in
-/// /proc/cpuinfo, and nothing here is inlinable, so no VNNI instruction leaks into code that runs
-/// everywhere.
-///
-/// The integers are the AVX2 kernels' (`Dot.q8_0`, `Dot.q8_0x4`): lane i of a block holds
-/// Σ w[j]·x[j] over j = 4i…4i+3, computed as |w| (unsigned) times x carrying w's sign, summed by
-/// one `vpdpbusd` into a zeroed register (exact: no 16-bit step that could saturate). The floats
-/// follow the same order too (block scale d_w·d_x as one float product, even blocks into one
-/// accumulator and odd into another, then the lane sum), so both routes give the same bits.
-public enum Q8_0VNNI {
-    /// How far ahead of the row position the decode kernel prefetches (as `Dot.prefetchDistance`).
-    public static let prefetchDistance = 3072
+// x86-64 only, as the whole package (its hot modules are built for Haswell).
 
-    /// Q8_0 row (`blocks` blocks of 34 bytes at `w`) · one quantized activation vector (`blocks`
-    /// × 32 values at `xq`, their block scales at `xd`).
-    @inline(never)
+/// How one Q8_0 block's 32 integer products are summed: `m` the weights' magnitudes |q_w| as
+/// unsigned bytes (≤ 128), `s` the activations carrying the weights' signs (|s| ≤ 127); lane i of
+/// the result is Σ m[j]·s[j] over j = 4i…4i+3, as a float (exact: |lane| < 2¹⁶).
+///
+/// Two instruction sets fill it in: AVX2 (`vpmaddubsw`, then `vpmaddwd` by ones; in `Kernels`) and
+/// AVX-VNNI (one `vpdpbusd`; ``Q8_0VNNI``). Both give the same integers, so the same bits.
+public protocol Q8_0BlockProducts {
+    static func products(_ m: __m256i, _ s: __m256i) -> __m256
+}
+
+/// The Q8_0 integer products — Q8_0 weight rows against activations quantized to 8-bit blocks
+/// (`QuantizedActivations` in `Kernels`) — written once, for either ``Q8_0BlockProducts``.
+///
+/// Per block: the weights' magnitudes (`vpsignb` of the bytes by themselves) times the
+/// activations carrying their signs (`vpsignb`), summed by `P`, converted to floats and
+/// multiplied into an accumulator by d_w·d_x (one float product per block, in all lanes). Even
+/// blocks go into one accumulator and odd blocks into another, which are added and summed across
+/// lanes at the end. Tiles of four vectors keep this order per vector, so a token's result does not
+/// depend on its batch.
+///
+/// Everything is inlinable and generic: each caller's module compiles it for its own instruction
+/// set (`Kernels` for Haswell, this module's ``Q8_0VNNI`` for AVX-VNNI).
+public enum Q8_0Product<P: Q8_0BlockProducts> {
+    /// How far ahead of the row position the one-vector kernel prefetches (`prefetcht0`), in
+    /// bytes: decoding streams each weight once, and with the hardware prefetcher alone the
+    /// kernel waits on memory (Q8_0 decode 1.18× at 1536 bytes, 1.06× more at 3072, same-run).
+    /// Past the row's end it reaches the next row, which the same thread usually reads next.
+    public static var prefetchDistance: Int { 3072 }
+
+    /// Q8_0 row (`blocks` blocks of 34 bytes at `w`) · one quantized vector (`blocks` × 32 values at
+    /// `xq`, their block scales at `xd`).
+    @inlinable @inline(__always)
     public static func dot(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
         var acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps()
         var x = UnsafeRawPointer(xq), d = xd
         var b = w
         let end = w + 34 * blocks
-        // One prefetch per block, as the AVX2 kernel: one per two (68 bytes) leaves every
-        // seventeenth line to the hardware and measured slower on one thread.
+        // One prefetch per block: one per two (68 bytes) leaves every seventeenth line to the
+        // hardware and measured slower on one thread.
         while b + 68 <= end {
             octet_prefetch(b + prefetchDistance)
             acc0 = _mm256_fmadd_ps(products(b, x), scale(b, d[0]), acc0)
@@ -46,7 +61,7 @@ public enum Q8_0VNNI {
     /// one by one. `scratch` (`scratchBytes` bytes, 32-byte aligned) holds the rows' scales as
     /// floats and each tile's scale products: the tiles need ``scratchBytes(rows:blocks:)``
     /// bytes, and with less every vector goes one by one.
-    @inline(never)
+    @inlinable @inline(__always)
     public static func product(_ w: UnsafeRawPointer, rowBytes: Int, rows: Range<Int>, blocks: Int,
                                _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, xStride: Int, count: Int,
                                _ y: UnsafeMutablePointer<Float>, yStride: Int,
@@ -57,7 +72,7 @@ public enum Q8_0VNNI {
             let s = dw + rows.count * blocks
             for (i, r) in rows.enumerated() {
                 let row = w + r * rowBytes
-                for k in 0..<blocks { dw[i * blocks + k] = blockScale(row + 34 * k) }
+                for k in 0..<blocks { dw[i * blocks + k] = Float(row.loadUnaligned(fromByteOffset: 34 * k, as: Float16.self)) }
             }
             let ds = xStride / 32
             while t + 4 <= count {
@@ -76,11 +91,12 @@ public enum Q8_0VNNI {
         }
     }
 
-    /// Scratch ``product(_:rowBytes:rows:blocks:_:_:xStride:count:_:yStride:scratch:scratchBytes:)`` needs.
+    /// Scratch bytes the tiles of ``product(_:rowBytes:rows:blocks:_:_:xStride:count:_:yStride:scratch:scratchBytes:)`` need.
+    @inlinable
     public static func scratchBytes(rows: Int, blocks: Int) -> Int { 4 * (rows + 4) * blocks }
 
-    /// s[t·blocks + k] = d_w[k] × d_x_t[k] for the tile's four vectors (scales `ds` apart).
-    @inline(__always)
+    /// s[t·blocks + k] = d_w[k] × d_x_t[k] for a tile's four vectors (scales `ds` apart).
+    @inlinable @inline(__always)
     static func scaleProducts(_ dw: UnsafePointer<Float>, _ xd: UnsafePointer<Float>, _ ds: Int, _ blocks: Int,
                               into s: UnsafeMutablePointer<Float>) {
         for t in 0..<4 {
@@ -97,16 +113,16 @@ public enum Q8_0VNNI {
     }
 
     /// One Q8_0 row against four vectors (x_t at `x + t·xStride` bytes), with the scale
-    /// products `s` (t·blocks + k).
-    @inline(__always)
+    /// products `s` (t·blocks + k): each block's weights are loaded and their magnitudes formed
+    /// once for the four.
+    @inlinable @inline(__always)
     static func tile4(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ xStride: Int, _ s: UnsafePointer<Float>,
                       _ blocks: Int) -> SIMD4<Float> {
         var e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0
         var o0 = e0, o1 = e0, o2 = e0, o3 = e0
         let s1 = s + blocks, s2 = s + 2 * blocks, s3 = s + 3 * blocks
         @inline(__always) func block(_ k: Int, _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256, _ a3: inout __m256) {
-            let b = w + 34 * k
-            let v = b.loadUnaligned(fromByteOffset: 2, as: __m256i.self)
+            let v = (w + 34 * k).loadUnaligned(fromByteOffset: 2, as: __m256i.self)
             let m = _mm256_sign_epi8(v, v)
             let xk = x + 32 * k
             a0 = _mm256_fmadd_ps(products(m, v, xk), _mm256_set1_ps(s[k]), a0)
@@ -125,18 +141,16 @@ public enum Q8_0VNNI {
     }
 
     /// The block at `b`: its 32 weights against the 32 activation bytes at `x`, as 8 float lanes.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func products(_ b: UnsafeRawPointer, _ x: UnsafeRawPointer) -> __m256 {
         let v = b.loadUnaligned(fromByteOffset: 2, as: __m256i.self)
         return products(_mm256_sign_epi8(v, v), v, x)
     }
 
-    /// |w| (`m`) times x with w's signs (`v` the signed weights), four products per Int32 lane,
-    /// as floats.
-    @inline(__always)
+    /// |w| (`m`) times x with w's signs (`v` the signed weights), four products per lane.
+    @inlinable @inline(__always)
     static func products(_ m: __m256i, _ v: __m256i, _ x: UnsafeRawPointer) -> __m256 {
-        let signed = _mm256_sign_epi8(x.loadUnaligned(as: __m256i.self), v)
-        return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), m, signed))
+        P.products(m, _mm256_sign_epi8(x.loadUnaligned(as: __m256i.self), v))
     }
 
     /// d_w × d_x for the block at `b`, in all lanes: the half broadcast from memory
@@ -144,22 +158,44 @@ public enum Q8_0VNNI {
     /// register is involved. Written as `Float(Float16) * xd`, LLVM inserted the half into an
     /// accumulator's register (`vpinsrw`), which chained each block's scale to the previous
     /// block's multiply-add: 0.8× on one thread.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func scale(_ b: UnsafeRawPointer, _ xd: Float) -> __m256 {
         let h = _mm_set1_epi16(Int16(bitPattern: b.loadUnaligned(as: UInt16.self)))
         return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(xd))
     }
 
-    /// The f16 scale at `b` as a float (exact).
-    @inline(__always)
-    static func blockScale(_ b: UnsafeRawPointer) -> Float {
-        Float(b.loadUnaligned(as: Float16.self))
+    /// (a + b) summed across lanes, as `SIMD8<Float>.sum()` orders it.
+    @inlinable @inline(__always)
+    static func sum(_ a: __m256, _ b: __m256) -> Float { (a + b).sum() }  // __m256 is SIMD8<Float>
+}
+
+/// The Q8_0 products on AVX-VNNI (`vpdpbusd`, VEX-encoded, 256-bit): Intel since Alder Lake, AMD
+/// since Zen 5. This module alone is compiled with the feature (`-Xcc -mavxvnni` on top of
+/// Haswell); `Kernels` calls these two functions only after `CPUFeatures` has found `avx_vnni`
+/// in /proc/cpuinfo, and they are not inlinable, so no VNNI instruction leaks into code that
+/// runs everywhere.
+public enum Q8_0VNNI {
+    /// One `vpdpbusd` into a zeroed register: exact, with no 16-bit step that could saturate.
+    enum BlockProducts: Q8_0BlockProducts {
+        @inline(__always)
+        static func products(_ m: __m256i, _ s: __m256i) -> __m256 {
+            _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), m, s))
+        }
     }
 
-    /// (a + b) summed across lanes, in the order `SIMD8<Float>.sum()` uses for the AVX2 kernels.
-    @inline(__always)
-    static func sum(_ a: __m256, _ b: __m256) -> Float {
-        (a + b).sum()  // __m256 is SIMD8<Float>
+    /// ``Q8_0Product/dot(_:_:_:blocks:)`` on AVX-VNNI.
+    @inline(never)
+    public static func dot(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+        Q8_0Product<BlockProducts>.dot(w, xq, xd, blocks: blocks)
+    }
+
+    /// ``Q8_0Product/product(_:rowBytes:rows:blocks:_:_:xStride:count:_:yStride:scratch:scratchBytes:)`` on AVX-VNNI.
+    @inline(never)
+    public static func product(_ w: UnsafeRawPointer, rowBytes: Int, rows: Range<Int>, blocks: Int,
+                               _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, xStride: Int, count: Int,
+                               _ y: UnsafeMutablePointer<Float>, yStride: Int,
+                               scratch: UnsafeMutableRawPointer, scratchBytes: Int) {
+        Q8_0Product<BlockProducts>.product(w, rowBytes: rowBytes, rows: rows, blocks: blocks, xq, xd, xStride: xStride,
+                                          count: count, y, yStride: yStride, scratch: scratch, scratchBytes: scratchBytes)
     }
 }
-#endif
