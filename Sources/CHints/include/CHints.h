@@ -17,8 +17,8 @@ static inline __attribute__((always_inline)) void octet_prefetch_l2(const void *
 typedef int octet_int32x8 __attribute__((ext_vector_type(8)));
 
 /// Returns `v` unchanged, but hides how it was computed from the optimizer: an empty asm
-/// statement, no instruction. LLVM would otherwise reassociate a sum of two `vpmaddwd` patterns
-/// into a chain of four products and lower two of them to `vpmulld`. (`target("avx")` lets the
+/// statement, no instruction. Where one FP8 block's converted weights serve four vectors, LLVM
+/// would otherwise take the vectors apart into lanes and rebuild them per vector. (`target("avx")` lets the
 /// header parse in modules built without `-target-cpu haswell`, e.g. the tests.)
 static inline __attribute__((always_inline, target("avx"))) octet_int32x8 octet_opaque(octet_int32x8 v) {
     __asm__("" : "+x"(v));
