@@ -15,13 +15,7 @@ public enum CPUFeatures {
     /// Whether this CPU has AVX-VNNI (`avx_vnni` in /proc/cpuinfo): the VEX-encoded 256-bit
     /// `vpdpbusd` of Intel since Alder Lake and AMD since Zen 5. (AVX-512 VNNI alone, as on Zen 4,
     /// does not count: its encoding is another.)
-    public static let hasAVXVNNI: Bool = {
-        #if arch(x86_64)
-        return flags?.contains("avx_vnni") ?? false
-        #else
-        return false
-        #endif
-    }()
+    public static let hasAVXVNNI: Bool = flags?.contains("avx_vnni") ?? false
 
     /// Whether the Q8_0 products run on AVX-VNNI (``Q8_0VNNI`` in Q8_0Kernels): by default when the CPU has
     /// it and the environment does not set `OCTET_KERNELS=avx2`. Both routes give the same bits;

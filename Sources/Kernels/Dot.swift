@@ -1,16 +1,14 @@
 import CHints
+import Q8_0Kernels
 
 /// Dot products of one stored row with a float32 vector: the inner loop of every matrix-vector
 /// product. Each SIMD kernel dequantizes in registers (AVX2/FMA/F16C when built for Haswell) and
 /// has a scalar twin, ``reference(_:_:count:type:)``, that the tests compare it against.
 public enum Dot {
-    /// How far ahead of the row position the Q8_0 and FP8 decode kernels ask for weight bytes
-    /// (`prefetcht0`), in bytes. Decoding streams each weight once, and with the hardware
-    /// prefetcher alone the kernels wait on memory (same-run A/B on the bench model, Q8_0
-    /// decode: 1536 bytes 1.18×, 3072 bytes 1.06× more, 6144 no better; FP8 1.08×). Past the
-    /// row's end it reaches the next row, which the same thread usually reads next; a prefetch
-    /// never faults.
-    public static let prefetchDistance = 3072
+    /// How far ahead of the row position the FP8 decode kernel asks for weight bytes
+    /// (`prefetcht0`), in bytes: the Q8_0 kernels' distance (``Q8_0Product/prefetchDistance``),
+    /// which gave FP8 decode 1.08× over the hardware prefetcher alone. A prefetch never faults.
+    public static var prefetchDistance: Int { Q8_0Product<AVX2BlockProducts>.prefetchDistance }
     /// (f16/bf16 decoding reads four rows at once and prefetches the next four instead, see
     /// ``floatRows4(_:rowBytes:_:count:type:)``.)
 

@@ -50,7 +50,7 @@ public struct LinearTask: @unchecked Sendable {
         let blocks = w.cols / 32
         // Groups of rows whose scales fit the scratch, with tiles of four vectors inside: a
         // tile's activations are read from far memory once per group.
-        let groupRows = max(1, min(MatMul.rowGroup, scratchBytes / (4 * blocks) - 4))
+        let groupRows = max(1, min(MatMul.rowGroup, Q8_0Product<AVX2BlockProducts>.tileRows(scratchBytes: scratchBytes, blocks: blocks)))
         var g = rows.lowerBound
         while g < rows.upperBound {
             let group = g..<min(g + groupRows, rows.upperBound)

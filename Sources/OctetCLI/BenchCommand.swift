@@ -54,7 +54,7 @@ struct Bench: ParsableCommand {
             } else {
                 print("model            \(model) (\(m.formatDescription))")
                 print("threads          \(r.threads)")
-                if m.formatDescription.contains("Q8_0") {
+                if r.kernel_type == TensorType.q8_0.name {
                     print("Q8_0 route       \(r.q8_0_route)")
                 }
                 print(String(format: "prompt           %d tokens: %.1f tok/s", r.prompt_tokens, r.prompt_tokens_per_s))

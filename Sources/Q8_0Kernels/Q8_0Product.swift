@@ -95,6 +95,10 @@ public enum Q8_0Product<P: Q8_0BlockProducts> {
     @inlinable
     public static func scratchBytes(rows: Int, blocks: Int) -> Int { 4 * (rows + 4) * blocks }
 
+    /// The most rows whose tiles fit `scratchBytes` (0 when not even one row's do).
+    @inlinable
+    public static func tileRows(scratchBytes: Int, blocks: Int) -> Int { max(0, scratchBytes / (4 * blocks) - 4) }
+
     /// s[t·blocks + k] = d_w[k] × d_x_t[k] for a tile's four vectors (scales `ds` apart).
     @inlinable @inline(__always)
     static func scaleProducts(_ dw: UnsafePointer<Float>, _ xd: UnsafePointer<Float>, _ ds: Int, _ blocks: Int,
