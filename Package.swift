@@ -26,11 +26,18 @@ let package = Package(
         // File format: GGUF v3 reader (mapped, validated) and streaming writer. Knows no model.
         .target(name: "GGUF", dependencies: ["Kernels"], swiftSettings: simd),
         // Quantized types (Q8_0, FP8 E4M3, BF16, F16), scalar twins, SIMD kernels, worker pool.
-        .target(name: "Kernels", dependencies: ["CHints", "Q8_0Kernels"], swiftSettings: simd),
+        .target(name: "Kernels", dependencies: ["CHints", "Q8_0Kernels", "AVX512Kernels"], swiftSettings: simd),
         // The Q8_0 integer products, written once for AVX2 and AVX-VNNI; the one module built with
         // AVX-VNNI, whose two VNNI entry points Kernels calls only on CPUs that have it.
         .target(name: "Q8_0Kernels", dependencies: ["CHints"], swiftSettings: [
             .unsafeFlags(["-target-cpu", "haswell", "-Xcc", "-mavxvnni", "-enforce-exclusivity=unchecked"]),
+            .unsafeFlags(["-O"], .when(configuration: .debug)),
+        ]),
+        // The float, FP8 and Q8_0 products on AVX-512, with the AVX2 kernels' bits: the one module
+        // built with AVX-512, whose entry points Kernels calls only on CPUs that have it.
+        .target(name: "AVX512Kernels", dependencies: ["CHints", "Q8_0Kernels"], swiftSettings: [
+            .unsafeFlags(["-target-cpu", "haswell", "-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl",
+                          "-Xcc", "-mavx512dq", "-Xcc", "-mavx512vnni", "-enforce-exclusivity=unchecked"]),
             .unsafeFlags(["-O"], .when(configuration: .debug)),
         ]),
         // Two compiler hints Swift cannot spell: a prefetch and an optimization barrier (header-only C).
@@ -58,7 +65,7 @@ let package = Package(
             ],
             swiftSettings: simd),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Q8_0Kernels"], swiftSettings: simd),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Q8_0Kernels", "AVX512Kernels"], swiftSettings: simd),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "ConverterTests", dependencies: ["Converter", "GGUF", "Checkpoint", "Kernels"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Converter", "GGUF", "Checkpoint", "Kernels"]),

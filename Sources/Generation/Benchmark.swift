@@ -25,9 +25,9 @@ public struct Benchmark {
         public var kernel_gbps: Double = 0
         public var kernel_type: String = ""
 
-        /// Which build of the Q8_0 products ran: "avx-vnni" or "avx2" (see
-        /// ``CPUFeatures/q8_0UsesVNNI``).
-        public var q8_0_route: String = CPUFeatures.q8_0Route
+        /// Which instruction set the products ran on: "avx512", "avx-vnni" or "avx2" (see
+        /// ``CPUFeatures/route``).
+        public var kernels: String = CPUFeatures.route.rawValue
 
         public var fraction_of_limit: Double
         public var repeats: Int

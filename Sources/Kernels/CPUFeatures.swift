@@ -17,17 +17,42 @@ public enum CPUFeatures {
     /// does not count: its encoding is another.)
     public static let hasAVXVNNI: Bool = flags?.contains("avx_vnni") ?? false
 
-    /// Whether the Q8_0 products run on AVX-VNNI (``Q8_0VNNI`` in Q8_0Kernels): by default when the CPU has
-    /// it and the environment does not set `OCTET_KERNELS=avx2`. Both routes give the same bits;
-    /// the variable is for comparing their speed, and tests set this to run both. Set it only
-    /// while no product runs, and never to true without ``hasAVXVNNI``.
-    public nonisolated(unsafe) static var q8_0UsesVNNI: Bool = {
-        if let v = getenv("OCTET_KERNELS"), String(cString: v) == "avx2" { return false }
-        return hasAVXVNNI
+    /// Whether this CPU has the AVX-512 subsets AVX512Kernels is built for: F, BW, VL, DQ and VNNI
+    /// (`avx512f` … `avx512_vnni` in /proc/cpuinfo, which Linux lists only when it also saves the
+    /// registers). Intel since Cascade Lake and Ice Lake, AMD since Zen 4.
+    public static let hasAVX512: Bool = ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"].allSatisfy { flags?.contains($0) ?? false }
+
+    /// The instruction sets the products can run on. Every route gives the same bits (the wider
+    /// ones hold the AVX2 kernels' 8-lane values side by side), so a model's output does not
+    /// depend on the CPU; they differ only in speed.
+    public enum KernelRoute: String, CaseIterable, Sendable {
+        /// Haswell: AVX2, FMA, F16C (required).
+        case avx2
+        /// AVX2, with the Q8_0 products on AVX-VNNI (``Q8_0VNNI`` in Q8_0Kernels).
+        case avxVNNI = "avx-vnni"
+        /// Float, FP8 and Q8_0 products on AVX-512 (AVX512Kernels).
+        case avx512
+    }
+
+    /// The routes this CPU can run, slowest first.
+    public static let availableRoutes: [KernelRoute] =
+        [.avx2] + (hasAVXVNNI ? [.avxVNNI] : []) + (hasAVX512 ? [.avx512] : [])
+
+    /// The route in use: the environment's `OCTET_KERNELS` (`avx2`, `avx-vnni`, `avx512`) where
+    /// this CPU has it, else the fastest the CPU has. For comparing speeds; tests set it to run
+    /// every route. Set it only while no product runs, and only to one of ``availableRoutes``.
+    public nonisolated(unsafe) static var route: KernelRoute = {
+        if let v = getenv("OCTET_KERNELS"), let r = KernelRoute(rawValue: String(cString: v)), availableRoutes.contains(r) { return r }
+        return availableRoutes.last!
     }()
 
-    /// The name of the Q8_0 route in use, for reports: "avx-vnni" or "avx2".
-    public static var q8_0Route: String { q8_0UsesVNNI ? "avx-vnni" : "avx2" }
+    /// Whether the products run on AVX-512.
+    @inlinable
+    public static var usesAVX512: Bool { route == .avx512 }
+
+    /// Whether the Q8_0 products run on AVX-VNNI.
+    @inlinable
+    public static var q8_0UsesVNNI: Bool { route == .avxVNNI }
 
     /// The first `flags` line of /proc/cpuinfo (nil where there is none to read).
     static let flags: Set<String>? = {

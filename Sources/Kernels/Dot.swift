@@ -1,5 +1,6 @@
 import CHints
 import Q8_0Kernels
+import AVX512Kernels
 
 /// Dot products of one stored row with a float32 vector: the inner loop of every matrix-vector
 /// product. Each SIMD kernel dequantizes in registers (AVX2/FMA/F16C when built for Haswell) and
@@ -121,14 +122,16 @@ public enum Dot {
 
     @inlinable
     static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        fp8(w, x, n) { $0 * SIMD8(repeating: fp8ActivationScale) }
+        if CPUFeatures.usesAVX512 { return AVX512Products.fp8(w, x, count: n, scaled: false) }
+        return fp8(w, x, n) { $0 * SIMD8(repeating: fp8ActivationScale) }
     }
 
     /// `row` · x for FP8 weights, given x × ``fp8ActivationScale`` (`scaledX`, n floats): the
     /// decode path scales the activations once per product instead of once per row.
     @inlinable
     public static func fp8(_ w: UnsafeRawPointer, scaledX x: UnsafePointer<Float>, _ n: Int) -> Float {
-        fp8(w, x, n) { $0 }
+        if CPUFeatures.usesAVX512 { return AVX512Products.fp8(w, x, count: n, scaled: true) }
+        return fp8(w, x, n) { $0 }
     }
 
     /// Two blocks per step into two accumulators. The weights come as e4m3 × 2⁻¹²⁰ (see
@@ -188,6 +191,7 @@ public enum Dot {
     /// result is bit for bit the one-vector kernel's. `n` must be a multiple of 32.
     @inlinable
     public static func fp8x4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int) -> SIMD4<Float> {
+        if CPUFeatures.usesAVX512 { return AVX512Products.fp8x4(w, x, xStride: xStride, count: n) }
         var e = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
         var o = e
         var b = w

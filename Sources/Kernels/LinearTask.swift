@@ -1,4 +1,5 @@
 import Q8_0Kernels
+import AVX512Kernels
 
 /// One matrix product of a fused parallel section: y_t = W·x_t for `count` activation vectors,
 /// y_t at `y + t*yStride`. The activations are either floats (x_t at `x + t*xStride`) or, for Q8_0
@@ -54,7 +55,10 @@ public struct LinearTask: @unchecked Sendable {
         var g = rows.lowerBound
         while g < rows.upperBound {
             let group = g..<min(g + groupRows, rows.upperBound)
-            if CPUFeatures.q8_0UsesVNNI {
+            if CPUFeatures.usesAVX512 {
+                Q8_0AVX512.product(w.base, rowBytes: w.rowBytes, rows: group, blocks: blocks, q, qd, xStride: qStride,
+                                   count: count, y, yStride: yStride, scratch: scratch, scratchBytes: scratchBytes)
+            } else if CPUFeatures.q8_0UsesVNNI {
                 Q8_0VNNI.product(w.base, rowBytes: w.rowBytes, rows: group, blocks: blocks, q, qd, xStride: qStride,
                                  count: count, y, yStride: yStride, scratch: scratch, scratchBytes: scratchBytes)
             } else {

@@ -54,9 +54,7 @@ struct Bench: ParsableCommand {
             } else {
                 print("model            \(model) (\(m.formatDescription))")
                 print("threads          \(r.threads)")
-                if r.kernel_type == TensorType.q8_0.name {
-                    print("Q8_0 route       \(r.q8_0_route)")
-                }
+                print("kernels          \(r.kernels)")
                 print(String(format: "prompt           %d tokens: %.1f tok/s", r.prompt_tokens, r.prompt_tokens_per_s))
                 print(String(format: "time to first    %.3f s", r.ttft_s))
                 print(String(format: "decode           %d tokens: %.2f tok/s", r.gen_tokens, r.decode_tokens_per_s))

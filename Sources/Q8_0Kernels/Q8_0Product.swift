@@ -11,6 +11,27 @@ import CHints
 /// AVX-VNNI (one `vpdpbusd`; ``Q8_0VNNI``). Both give the same integers, so the same bits.
 public protocol Q8_0BlockProducts {
     static func products(_ m: __m256i, _ s: __m256i) -> __m256
+
+    /// ``Q8_0Product/dot(_:_:_:blocks:)``; by default ``Q8_0Product/rowDot(_:_:_:blocks:)``.
+    static func dot(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float
+
+    /// One row against four vectors (see ``Q8_0Product/rowTile4(_:_:_:_:_:)``, the default). A wider
+    /// instruction set may do it otherwise, with the same bits.
+    static func tile4(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ xStride: Int, _ s: UnsafePointer<Float>,
+                      _ blocks: Int) -> SIMD4<Float>
+}
+
+extension Q8_0BlockProducts {
+    @inlinable @inline(__always)
+    public static func dot(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+        Q8_0Product<Self>.rowDot(w, xq, xd, blocks: blocks)
+    }
+
+    @inlinable @inline(__always)
+    public static func tile4(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ xStride: Int, _ s: UnsafePointer<Float>,
+                             _ blocks: Int) -> SIMD4<Float> {
+        Q8_0Product<Self>.rowTile4(w, x, xStride, s, blocks)
+    }
 }
 
 /// The Q8_0 integer products — Q8_0 weight rows against activations quantized to 8-bit blocks
@@ -36,6 +57,12 @@ public enum Q8_0Product<P: Q8_0BlockProducts> {
     /// `xq`, their block scales at `xd`).
     @inlinable @inline(__always)
     public static func dot(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
+        P.dot(w, xq, xd, blocks: blocks)
+    }
+
+    /// ``dot(_:_:_:blocks:)`` on 8 lanes: the order every route keeps.
+    @inlinable @inline(__always)
+    public static func rowDot(_ w: UnsafeRawPointer, _ xq: UnsafePointer<Int8>, _ xd: UnsafePointer<Float>, blocks: Int) -> Float {
         var acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps()
         var x = UnsafeRawPointer(xq), d = xd
         var b = w
@@ -78,7 +105,7 @@ public enum Q8_0Product<P: Q8_0BlockProducts> {
             while t + 4 <= count {
                 for (i, r) in rows.enumerated() {
                     scaleProducts(dw + i * blocks, xd + t * ds, ds, blocks, into: s)
-                    let v = tile4(w + r * rowBytes, UnsafeRawPointer(xq + t * xStride), xStride, s, blocks)
+                    let v = P.tile4(w + r * rowBytes, UnsafeRawPointer(xq + t * xStride), xStride, s, blocks)
                     for j in 0..<4 { y[(t + j) * yStride + r] = v[j] }
                 }
                 t += 4
@@ -120,7 +147,7 @@ public enum Q8_0Product<P: Q8_0BlockProducts> {
     /// products `s` (t·blocks + k): each block's weights are loaded and their magnitudes formed
     /// once for the four.
     @inlinable @inline(__always)
-    static func tile4(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ xStride: Int, _ s: UnsafePointer<Float>,
+    public static func rowTile4(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ xStride: Int, _ s: UnsafePointer<Float>,
                       _ blocks: Int) -> SIMD4<Float> {
         var e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0
         var o0 = e0, o1 = e0, o2 = e0, o3 = e0
@@ -146,14 +173,14 @@ public enum Q8_0Product<P: Q8_0BlockProducts> {
 
     /// The block at `b`: its 32 weights against the 32 activation bytes at `x`, as 8 float lanes.
     @inlinable @inline(__always)
-    static func products(_ b: UnsafeRawPointer, _ x: UnsafeRawPointer) -> __m256 {
+    public static func products(_ b: UnsafeRawPointer, _ x: UnsafeRawPointer) -> __m256 {
         let v = b.loadUnaligned(fromByteOffset: 2, as: __m256i.self)
         return products(_mm256_sign_epi8(v, v), v, x)
     }
 
     /// |w| (`m`) times x with w's signs (`v` the signed weights), four products per lane.
     @inlinable @inline(__always)
-    static func products(_ m: __m256i, _ v: __m256i, _ x: UnsafeRawPointer) -> __m256 {
+    public static func products(_ m: __m256i, _ v: __m256i, _ x: UnsafeRawPointer) -> __m256 {
         P.products(m, _mm256_sign_epi8(x.loadUnaligned(as: __m256i.self), v))
     }
 
@@ -163,7 +190,7 @@ public enum Q8_0Product<P: Q8_0BlockProducts> {
     /// accumulator's register (`vpinsrw`), which chained each block's scale to the previous
     /// block's multiply-add: 0.8× on one thread.
     @inlinable @inline(__always)
-    static func scale(_ b: UnsafeRawPointer, _ xd: Float) -> __m256 {
+    public static func scale(_ b: UnsafeRawPointer, _ xd: Float) -> __m256 {
         let h = _mm_set1_epi16(Int16(bitPattern: b.loadUnaligned(as: UInt16.self)))
         return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(xd))
     }

@@ -170,29 +170,34 @@ final class ReferenceLogitsTests: XCTestCase {
         XCTAssertLessThan(worst, 0.5, "Q8_0 logits drift far from the reference")
     }
 
-    /// The AVX2 and AVX-VNNI routes of the Q8_0 products give the same logits, bit for bit, for
-    /// whole prompts (tiles) and one token at a time.
-    func testQ8_0RoutesGiveIdenticalLogits() throws {
-        guard CPUFeatures.hasAVXVNNI else { throw XCTSkip("this CPU has no AVX-VNNI (avx_vnni), so only the AVX2 route runs here") }
-        let saved = CPUFeatures.q8_0UsesVNNI
-        defer { CPUFeatures.q8_0UsesVNNI = saved }
-        let path = try ConvertedFixture.path(.q8_0)
+    /// Every kernel route (AVX2, AVX-VNNI, AVX-512) gives the same logits, bit for bit, for whole
+    /// prompts (tiles) and one token at a time, on Q8_0, FP8 and F16 models.
+    func testKernelRoutesGiveIdenticalLogits() throws {
+        let routes = CPUFeatures.availableRoutes
+        guard routes.count > 1 else { throw XCTSkip("this CPU has neither AVX-VNNI nor AVX-512, so only the AVX2 route runs here") }
+        let saved = CPUFeatures.route
+        defer { CPUFeatures.route = saved }
         let p = ReferencePrompt.all[0]
-        var runs: [[Float]] = []
-        for vnni in [false, true] {
-            CPUFeatures.q8_0UsesVNNI = vnni
-            let (batch, _) = try runBatch(try transformer(path), p.ids)
-            let single = try transformer(path, maxBatch: 1)
-            var last: [Float] = []
-            for id in p.ids {
-                try [id].withUnsafeBufferPointer { try single.forward($0, logits: .last) }
-                last = Array(UnsafeBufferPointer(start: single.logits, count: ReferencePrompt.vocab))
+        for type in [TensorType.q8_0, .fp8_e4m3, .f16] {
+            let path = try ConvertedFixture.path(type)
+            var runs: [[Float]] = []
+            for route in routes {
+                CPUFeatures.route = route
+                let (batch, _) = try runBatch(try transformer(path), p.ids)
+                let single = try transformer(path, maxBatch: 1)
+                var last: [Float] = []
+                for id in p.ids {
+                    try [id].withUnsafeBufferPointer { try single.forward($0, logits: .last) }
+                    last = Array(UnsafeBufferPointer(start: single.logits, count: ReferencePrompt.vocab))
+                }
+                runs.append(batch + last)
             }
-            runs.append(batch + last)
+            for (route, run) in zip(routes, runs).dropFirst() {
+                XCTAssertEqual(run.count, runs[0].count)
+                let differing = zip(runs[0], run).filter { $0.bitPattern != $1.bitPattern }.count
+                XCTAssertEqual(differing, 0, "\(type): \(differing) of \(run.count) logits differ between the AVX2 and \(route.rawValue) routes")
+            }
         }
-        XCTAssertEqual(runs[0].count, runs[1].count)
-        let differing = zip(runs[0], runs[1]).filter { $0.bitPattern != $1.bitPattern }.count
-        XCTAssertEqual(differing, 0, "\(differing) of \(runs[0].count) logits differ between the AVX2 and AVX-VNNI routes")
     }
 
     func testOutOfVocabularyTokenIsAnError() throws {
