@@ -20,26 +20,33 @@ public enum Q8_0AVX512 {
         }
 
         /// Four vectors, two blocks per step (see ``Q8_0Product/rowTile4(_:_:_:_:_:)`` for the
-        /// arithmetic this keeps).
-        @inline(__always)
+        /// arithmetic this keeps). Not inlined into the product's loops over rows and vectors:
+        /// on its own the loop keeps all its pointers in registers (inlined, LLVM spilled three
+        /// and reloaded them every step).
+        @inline(never)
         static func tile4(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ xStride: Int, _ s: UnsafePointer<Float>,
                           _ blocks: Int) -> SIMD4<Float> {
             let z = _mm512_setzero_ps()
             var a0 = z, a1 = z, a2 = z, a3 = z
-            let x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride
-            let s1 = s + blocks, s2 = s + 2 * blocks, s3 = s + 3 * blocks
-            var k = 0
-            while k + 2 <= blocks {
-                let b = w + 34 * k
+            // One moving pointer each for the weights, the activations and the scales, the
+            // vectors at fixed distances from it: few enough registers that none is spilled.
+            var b = w, xp = x, sp = s
+            let x2 = 2 * xStride, x3 = 3 * xStride, s2 = 2 * blocks, s3 = 3 * blocks
+            let pairEnd = w + 34 * (blocks & ~1)
+            while b < pairEnd {
                 let v = pairWeights(b)
                 let m = _mm512_abs_epi8(v), negative = _mm512_movepi8_mask(v)
-                let o = 32 * k
-                a0 = _mm512_fmadd_ps(pairProducts(m, negative, x + o), pairScales(s + k), a0)
-                a1 = _mm512_fmadd_ps(pairProducts(m, negative, x1 + o), pairScales(s1 + k), a1)
-                a2 = _mm512_fmadd_ps(pairProducts(m, negative, x2 + o), pairScales(s2 + k), a2)
-                a3 = _mm512_fmadd_ps(pairProducts(m, negative, x3 + o), pairScales(s3 + k), a3)
-                k += 2
+                a0 = _mm512_fmadd_ps(pairProducts(m, negative, xp), pairScales(sp), a0)
+                a1 = _mm512_fmadd_ps(pairProducts(m, negative, xp + xStride), pairScales(sp + blocks), a1)
+                a2 = _mm512_fmadd_ps(pairProducts(m, negative, xp + x2), pairScales(sp + s2), a2)
+                a3 = _mm512_fmadd_ps(pairProducts(m, negative, xp + x3), pairScales(sp + s3), a3)
+                b += 68
+                xp += 64
+                sp += 2
             }
+            let k = blocks & ~1
+            let x1 = x + xStride, s1 = s + blocks
+            let xt2 = x + x2, xt3 = x + x3, st2 = s + s2, st3 = s + s3
             var e0 = a0.lowHalf, e1 = a1.lowHalf, e2 = a2.lowHalf, e3 = a3.lowHalf  // __m512 is SIMD16<Float>
             if k < blocks {
                 let v = (w + 34 * k).loadUnaligned(fromByteOffset: 2, as: __m256i.self)
@@ -47,8 +54,8 @@ public enum Q8_0AVX512 {
                 typealias P = Q8_0Product<BlockProducts>
                 e0 = _mm256_fmadd_ps(P.products(m, v, x + o), _mm256_set1_ps(s[k]), e0)
                 e1 = _mm256_fmadd_ps(P.products(m, v, x1 + o), _mm256_set1_ps(s1[k]), e1)
-                e2 = _mm256_fmadd_ps(P.products(m, v, x2 + o), _mm256_set1_ps(s2[k]), e2)
-                e3 = _mm256_fmadd_ps(P.products(m, v, x3 + o), _mm256_set1_ps(s3[k]), e3)
+                e2 = _mm256_fmadd_ps(P.products(m, v, xt2 + o), _mm256_set1_ps(st2[k]), e2)
+                e3 = _mm256_fmadd_ps(P.products(m, v, xt3 + o), _mm256_set1_ps(st3[k]), e3)
             }
             return SIMD4((e0 + a0.highHalf).sum(), (e1 + a1.highHalf).sum(), (e2 + a2.highHalf).sum(), (e3 + a3.highHalf).sum())
         }
