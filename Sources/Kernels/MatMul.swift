@@ -218,14 +218,13 @@ extension Dot {
                 // (eight lines per 32 columns, so the next group is all requested halfway through
                 // this one): one stream of whole lines for the hardware, where a prefetch per row
                 // (four scattered streams) measured 0.93×, and none 0.85× (F16 decode on the
-                // bench model); the same pace 0.93× on 1 thread, four times it 0.92×. Into L2
-                // only (`prefetcht1`): into L1 as well, they pushed out lines still in use (1.095×
-                // on 1 thread, 1.04× on 2; the Q8_0 row kernel, whose prefetch runs 3 KiB ahead
-                // in its own row, lost 10-25 % with it). The next four are usually this thread's
-                // next.
+                // bench model, an AVX2-only machine). Into L1 (`prefetcht0`): on the Zen 5
+                // machine of 2026-12-07 that gave F16 decode 1.03-1.19× on 2 threads and
+                // 1.04-1.3× on 1 over `prefetcht1` (into L2 only; same-run A/Bs), which an
+                // earlier machine had preferred (there L2 only was 1.04-1.095× faster). The next four are usually this thread's next.
                 let ahead = w + next + 16 * i
-                octet_prefetch_l2(ahead); octet_prefetch_l2(ahead + 64); octet_prefetch_l2(ahead + 128); octet_prefetch_l2(ahead + 192)
-                octet_prefetch_l2(ahead + 256); octet_prefetch_l2(ahead + 320); octet_prefetch_l2(ahead + 384); octet_prefetch_l2(ahead + 448)
+                octet_prefetch(ahead); octet_prefetch(ahead + 64); octet_prefetch(ahead + 128); octet_prefetch(ahead + 192)
+                octet_prefetch(ahead + 256); octet_prefetch(ahead + 320); octet_prefetch(ahead + 384); octet_prefetch(ahead + 448)
             }
             let u = load8(x, i)
             a0.addProduct(weights(w, i), u); a1.addProduct(weights(w1, i), u)
