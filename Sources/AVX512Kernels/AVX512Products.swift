@@ -1,5 +1,6 @@
 import _Builtin_intrinsics.intel
 import CHints
+import Q8_0Kernels
 
 // x86-64 only, as the whole package.
 
@@ -194,6 +195,6 @@ public enum AVX512Products {
     }
 
     /// How far ahead of the row position the FP8 one-vector kernel prefetches (`prefetcht0`), in
-    /// bytes: the Haswell kernels' distance.
-    public static let prefetchDistance = 3072
+    /// bytes: the Q8_0 kernels' distance.
+    public static var prefetchDistance: Int { Q8_0Product<Q8_0AVX512.BlockProducts>.prefetchDistance }
 }
