@@ -15,8 +15,9 @@ With --new-model, NEW_OCTET runs OTHER.gguf: one build on two files (e.g. FP8 ag
 `ab_bench.py .build/release/octet .build/release/octet bench-q8_0.gguf --new-model bench-fp8.gguf`).
 
 With --old-env / --new-env, one build against itself with an environment variable set on one
-side (e.g. the AVX2 route of the Q8_0 products against the AVX-VNNI one on a CPU that has both:
-`ab_bench.py .build/release/octet .build/release/octet bench-q8_0.gguf --old-env OCTET_KERNELS=avx2`).
+side (e.g. the AVX-VNNI route against the AVX-512 one on a CPU that has both:
+`ab_bench.py .build/release/octet .build/release/octet bench-q8_0.gguf --old-env OCTET_KERNELS=avx-vnni`;
+the routes are avx2, avx-vnni and avx512).
 
 Example (baseline from a git worktree of the previous commit):
     git worktree add /tmp/old HEAD~1 && (cd /tmp/old && swift build -c release)

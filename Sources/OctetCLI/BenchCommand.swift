@@ -10,6 +10,9 @@ struct Bench: ParsableCommand {
         discussion: """
         Runs random tokens: a prompt of --prompt tokens, then --gen greedy tokens, --repeat times \
         (medians reported), and probes this machine's streaming-read bandwidth in the same run.
+        The kernels run on the widest instruction set the CPU has (printed as "kernels"); every \
+        route gives the same results, and OCTET_KERNELS=avx2, avx-vnni or avx512 picks one to \
+        compare speeds.
         Example: octet bench mixtral-q8_0.gguf --prompt 512 --gen 64 --threads 2 --json
         """)
 
