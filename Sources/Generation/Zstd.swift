@@ -17,7 +17,7 @@ public enum Zstd {
         let bound: Bound, compress: Compress, decompress: Decompress, contentSize: ContentSize, isError: IsError
     }
 
-    nonisolated(unsafe) private static let library: Library? = {
+    private static let library: Library? = {
         guard let h = dlopen("libzstd.so.1", RTLD_NOW) ?? dlopen("libzstd.so", RTLD_NOW) else { return nil }
         func sym<T>(_ name: String, _: T.Type) -> T? { dlsym(h, name).map { unsafeBitCast($0, to: T.self) } }
         guard let b = sym("ZSTD_compressBound", Bound.self), let c = sym("ZSTD_compress", Compress.self),

@@ -78,8 +78,7 @@ extension WorkerPool {
     public func run(_ tasks: UnsafeBufferPointer<LinearTask>, first: () -> Void = {}) {
         var total = 0
         for t in tasks { total += t.w.rows }
-        var context = (tasks, self)
-        parallelFor(total, granularity: 16, context: &context, { ctx, lo, hi, thread in
+        parallelFor(total, granularity: 16, with: (tasks, self), { ctx, lo, hi, thread in
             let (tasks, pool) = ctx.load(as: (UnsafeBufferPointer<LinearTask>, WorkerPool).self)
             let scratch = pool.scratch(thread), scratchBytes = pool.scratchBytes
             var start = 0

@@ -39,9 +39,9 @@ struct Generate: ParsableCommand {
                 ids = (m.vocabulary.addBOS ? [m.vocabulary.bosID] : []) + session.tokenizer.encode(prompt)
             }
             let stdout = FileHandle.standardOutput
-            let r = try session.generate(prompt: ids, maxTokens: sampling.n, stop: sampling.stop) { piece in
+            let r = try session.generate(prompt: ids, maxTokens: sampling.n, stop: sampling.stop, onText: { piece in
                 stdout.write(piece.data(using: .utf8)!)
-            }
+            })
             print()
             let s = r.stats
             fputs(String(format: "\n[%d prompt tokens at %.1f tok/s, %d generated at %.1f tok/s, first token after %.3f s, finish: %@]\n",

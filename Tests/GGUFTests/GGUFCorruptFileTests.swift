@@ -226,7 +226,7 @@ final class GGUFCorruptFileTests: XCTestCase {
         XCTAssertThrowsError(try GGUFFile(path: missing)) { XCTAssertTrue("\($0)".contains(missing), "\($0)") }
         XCTAssertThrowsError(try GGUFFile(path: dir.path)) { XCTAssertTrue("\($0)".contains("directory"), "\($0)") }
         let empty = dir.appendingPathComponent("empty.gguf").path
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        _ = FileManager.default.createFile(atPath: empty, contents: Data())
         XCTAssertThrowsError(try GGUFFile(path: empty)) { XCTAssertTrue("\($0)".contains("empty"), "\($0)") }
     }
 }
