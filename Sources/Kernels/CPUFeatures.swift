@@ -39,12 +39,24 @@ public enum CPUFeatures {
         [.avx2] + (hasAVXVNNI ? [.avxVNNI] : []) + (hasAVX512 ? [.avx512] : [])
 
     /// The route in use: the environment's `OCTET_KERNELS` (`avx2`, `avx-vnni`, `avx512`) where
-    /// this CPU has it, else the fastest the CPU has. For comparing speeds; tests set it to run
-    /// every route. Set it only while no product runs, and only to one of ``availableRoutes``.
-    public nonisolated(unsafe) static var route: KernelRoute = {
-        if let v = getenv("OCTET_KERNELS"), let r = KernelRoute(rawValue: String(cString: v)), availableRoutes.contains(r) { return r }
-        return availableRoutes.last!
-    }()
+    /// this CPU has it, else the fastest the CPU has (an unknown or unavailable value is named on
+    /// standard error, so an A/B never runs the wrong route unnoticed). For comparing speeds;
+    /// tests set it to run every route. Set it only while no product runs, and only to one of
+    /// ``availableRoutes``: another stops the process here rather than by an illegal instruction.
+    public nonisolated(unsafe) static var route: KernelRoute = routeFromEnvironment() {
+        didSet { precondition(availableRoutes.contains(route), "this CPU cannot run the \(route.rawValue) kernels") }
+    }
+
+    static func routeFromEnvironment() -> KernelRoute {
+        let fastest = availableRoutes.last!
+        guard let v = getenv("OCTET_KERNELS").map({ String(cString: $0) }), !v.isEmpty else { return fastest }
+        if let r = KernelRoute(rawValue: v), availableRoutes.contains(r) { return r }
+        let why = KernelRoute(rawValue: v) == nil
+            ? "is not a route (avx2, avx-vnni, avx512)"
+            : "needs CPU features this machine lacks (it has: \(availableRoutes.map(\.rawValue).joined(separator: ", ")))"
+        fputs("octet: OCTET_KERNELS=\(v) \(why); using \(fastest.rawValue)\n", stderr)
+        return fastest
+    }
 
     /// Whether the products run on AVX-512.
     @inlinable

@@ -66,7 +66,7 @@ final class KernelRouteTests: XCTestCase {
     func testQ8_0PoolProductIsBitIdenticalToAVX2Route() throws {
         let routes = try widerRoutes()
         var rng = SplitMix64(seed: 92)
-        for cols in [96, 352] {
+        for cols in [32, 64, 96, 128, 352] {
             let rowCount = 45
             let w = q8_0Rows(&rng, cols: cols, count: rowCount)
             let oneRow = Q8_0Product<AVX2BlockProducts>.scratchBytes(rows: 1, blocks: cols / 32)
@@ -98,7 +98,7 @@ final class KernelRouteTests: XCTestCase {
         let routes = try widerRoutes()
         var rng = SplitMix64(seed: 93)
         for type in [TensorType.f32, .f16, .bf16, .fp8_e4m3] {
-            for (cols, rowCount) in [(96, 37), (352, 45)] {
+            for (cols, rowCount) in [(96, 37), (352, 45), (64, 38), (128, 39)] {
                 var w: [UInt8] = []
                 for r in 0..<rowCount { w += encodeRow(rng.floats(cols, sigma: [0.05, 1, 3][r % 3]), as: type) }
                 for threads in [1, 2] {
