@@ -9,8 +9,8 @@ import Q8_0Kernels
 /// kernels' 8-lane values side by side, so every lane runs the same operations in the same order:
 /// - float tiles: lanes 0…7 one activation vector's accumulator, lanes 8…15 the next one's
 ///   (the weights converted once and broadcast to both halves);
-/// - FP8: a block's first sixteen weights at once, lanes 0…7 the Haswell kernel's first partial
-///   sum and lanes 8…15 its second, added as there once the block is done.
+/// - FP8: a block's first sixteen weights at once, lanes 0…7 the Haswell kernel's S partial
+///   sums and accumulator, lanes 8…15 its T ones, added as there once the row is done.
 /// So a model's output does not depend on which route ran it, and the tests of the Haswell
 /// kernels hold for these too (`AVX512ProductsTests` compares them bit for bit).
 ///
@@ -49,27 +49,21 @@ public enum AVX512Products {
     /// `Kernels`, bit for bit. `n` must be a multiple of 32.
     @inline(never)
     public static func fp8x4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int) -> SIMD4<Float> {
-        let z = _mm256_setzero_ps()
-        var e0 = z, e1 = z, e2 = z, e3 = z, o0 = z, o1 = z, o2 = z, o3 = z
+        let z = _mm512_setzero_ps()
+        var a0 = z, a1 = z, a2 = z, a3 = z
         let x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride
-        @inline(__always) func block(_ b: UnsafeRawPointer, _ i: Int,
-                                     _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256, _ a3: inout __m256) {
-            let h01 = exact(e4m3Bits(b + 2)), h23 = exact(e4m3Bits(b + 18)), d = scale(b)
-            a0 = _mm256_fmadd_ps(blockSum(h01, h23, x + i) { $0 }, d, a0)
-            a1 = _mm256_fmadd_ps(blockSum(h01, h23, x1 + i) { $0 }, d, a1)
-            a2 = _mm256_fmadd_ps(blockSum(h01, h23, x2 + i) { $0 }, d, a2)
-            a3 = _mm256_fmadd_ps(blockSum(h01, h23, x3 + i) { $0 }, d, a3)
-        }
         var b = w
         var i = 0
-        while i + 64 <= n {
-            block(b, i, &e0, &e1, &e2, &e3)
-            block(b + 34, i + 32, &o0, &o1, &o2, &o3)
-            b += 68
-            i += 64
+        while i < n {
+            let h01 = exact(e4m3Bits(b + 2)), h23 = exact(e4m3Bits(b + 18)), d = scale(b)
+            a0 = _mm512_fmadd_ps(blockSum(h01, h23, x + i) { $0 }, d, a0)
+            a1 = _mm512_fmadd_ps(blockSum(h01, h23, x1 + i) { $0 }, d, a1)
+            a2 = _mm512_fmadd_ps(blockSum(h01, h23, x2 + i) { $0 }, d, a2)
+            a3 = _mm512_fmadd_ps(blockSum(h01, h23, x3 + i) { $0 }, d, a3)
+            b += 34
+            i += 32
         }
-        if i < n { block(b, i, &e0, &e1, &e2, &e3) }
-        return SIMD4((e0 + o0).sum(), (e1 + o1).sum(), (e2 + o2).sum(), (e3 + o3).sum())  // __m256 is SIMD8<Float>
+        return SIMD4(halvesSum(a0), halvesSum(a1), halvesSum(a2), halvesSum(a3))
     }
 
     // MARK: - Loads
@@ -120,12 +114,16 @@ public enum AVX512Products {
     @inline(__always)
     static func exact(_ v: __m512) -> __m512 { _mm512_mul_ps(v, _mm512_set1_ps(0x1p120)) }
 
-    /// The FP8 block scale at `b` in all eight lanes, from a broadcast half (`vpbroadcastw`,
+    /// The FP8 block scale at `b` in all sixteen lanes, from a broadcast half (`vpbroadcastw`,
     /// `vcvtph2ps`; no scalar register in the multiply-adds' chain). Exact.
     @inline(__always)
-    static func scale(_ b: UnsafeRawPointer) -> __m256 {
-        _mm256_cvtph_ps(_mm_set1_epi16(Int16(bitPattern: b.loadUnaligned(as: UInt16.self))))
+    static func scale(_ b: UnsafeRawPointer) -> __m512 {
+        _mm512_cvtph_ps(_mm256_set1_epi16(Int16(bitPattern: b.loadUnaligned(as: UInt16.self))))
     }
+
+    /// An FP8 accumulator's result: its S half plus its T half, summed as `SIMD8<Float>.sum()`.
+    @inline(__always)
+    static func halvesSum(_ acc: __m512) -> Float { (acc.lowHalf + acc.highHalf).sum() }
 
     // MARK: - Kernels
 
@@ -166,32 +164,32 @@ public enum AVX512Products {
         store(d0, row: 3, pair: 0); store(d1, row: 3, pair: 1); store(d2, row: 3, pair: 2); store(d3, row: 3, pair: 3)
     }
 
-    /// One FP8 block's sum as the Haswell kernel forms it: lanes 0…7 of `w01·x[0..<16]` then
-    /// `+= w23·x[16..<32]` are its first partial sum, lanes 8…15 its second; their sum is the
-    /// block's 8 lanes. `scaleX` is applied to each activation load.
+    /// One FP8 block's partial sums as the Haswell kernel forms them: lanes 0…7 of
+    /// `w01·x[0..<16]` then `+= w23·x[16..<32]` are its S (weights 0…7 and 16…23), lanes 8…15
+    /// its T (8…15 and 24…31). `scaleX` is applied to each activation load.
     @inline(__always)
-    static func blockSum(_ w01: __m512, _ w23: __m512, _ x: UnsafePointer<Float>, _ scaleX: (__m512) -> __m512) -> __m256 {
-        let s = _mm512_fmadd_ps(w23, scaleX(load16(x + 16)), _mm512_mul_ps(w01, scaleX(load16(x))))
-        return s.lowHalf + s.highHalf
+    static func blockSum(_ w01: __m512, _ w23: __m512, _ x: UnsafePointer<Float>, _ scaleX: (__m512) -> __m512) -> __m512 {
+        _mm512_fmadd_ps(w23, scaleX(load16(x + 16)), _mm512_mul_ps(w01, scaleX(load16(x))))
     }
 
     @inline(__always)
     static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int, _ scaleX: (__m512) -> __m512) -> Float {
-        var acc0 = _mm256_setzero_ps(), acc1 = acc0
+        var acc = _mm512_setzero_ps()
         var b = w
         var i = 0
-        @inline(__always) func block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ acc: inout __m256) {
-            acc = _mm256_fmadd_ps(blockSum(e4m3Bits(b + 2), e4m3Bits(b + 18), x, scaleX), scale(b), acc)
+        @inline(__always) func block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>) {
+            acc = _mm512_fmadd_ps(blockSum(e4m3Bits(b + 2), e4m3Bits(b + 18), x, scaleX), scale(b), acc)
         }
         while i + 64 <= n {
             octet_prefetch(b + prefetchDistance)
-            block(b, x + i, &acc0)
-            block(b + 34, x + i + 32, &acc1)
+            block(b, x + i)
+            octet_prefetch(b + 34 + prefetchDistance)
+            block(b + 34, x + i + 32)
             b += 68
             i += 64
         }
-        if i < n { block(b, x + i, &acc0) }
-        return (acc0 + acc1).sum() * 0x1p24
+        if i < n { block(b, x + i) }
+        return halvesSum(acc) * 0x1p24
     }
 
     /// How far ahead of the row position the FP8 one-vector kernel prefetches (`prefetcht0`), in

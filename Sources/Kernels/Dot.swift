@@ -134,7 +134,11 @@ public enum Dot {
         return fp8(w, x, n) { $0 }
     }
 
-    /// Two blocks per step into two accumulators. The weights come as e4m3 × 2⁻¹²⁰ (see
+    /// The FP8 summation order, on every route: each block's 32 products form two 8-lane
+    /// partial sums, S over weights 0…7 and 16…23 and T over 8…15 and 24…31 (a multiply, then
+    /// a multiply-add); the block scale multiplies each into its own accumulator, one pair for
+    /// the whole row; the result is `(accS + accT).sum()`. (On AVX-512 one 16-lane register holds
+    /// S beside T, so the block needs no cross-lane add.) The weights come as e4m3 × 2⁻¹²⁰ (see
     /// ``e4m3Bits(_:_:)``) and the activations × 2⁹⁶ (by `scale`), so every product is
     /// e4m3 × x × 2⁻²⁴, and the total is multiplied back by 2²⁴ once. Powers of two: exact (the
     /// same result as unscaled arithmetic) for activations below 2³² in magnitude. The prompt
@@ -142,20 +146,27 @@ public enum Dot {
     @inlinable @inline(__always)
     static func fp8(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int,
                     _ scale: (SIMD8<Float>) -> SIMD8<Float>) -> Float {
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+        var accS = SIMD8<Float>(), accT = SIMD8<Float>()
         var b = w
         var i = 0
+        @inline(__always) func block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>) {
+            var s = e4m3Bits(b, 2) * scale(load8(x, 0)), t = e4m3Bits(b, 10) * scale(load8(x, 8))
+            s.addProduct(e4m3Bits(b, 18), scale(load8(x, 16)))
+            t.addProduct(e4m3Bits(b, 26), scale(load8(x, 24)))
+            let d = SIMD8<Float>(repeating: Float(b.loadUnaligned(as: Float16.self)))
+            accS.addProduct(s, d)
+            accT.addProduct(t, d)
+        }
         while i + 64 <= n {
-            octet_prefetch(b + prefetchDistance)
-            acc0.addProduct(fp8Block(b, x + i, scale), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self))))
-            acc1.addProduct(fp8Block(b + 34, x + i + 32, scale), SIMD8(repeating: Float(b.loadUnaligned(fromByteOffset: 34, as: Float16.self))))
+            octet_prefetch(b + prefetchDistance)  // one per block, as the Q8_0 kernels
+            block(b, x + i)
+            octet_prefetch(b + 34 + prefetchDistance)
+            block(b + 34, x + i + 32)
             b += 68
             i += 64
         }
-        if i < n {
-            acc0.addProduct(fp8Block(b, x + i, scale), SIMD8(repeating: Float(b.loadUnaligned(as: Float16.self))))
-        }
-        return (acc0 + acc1).sum() * 0x1p24
+        if i < n { block(b, x + i) }
+        return (accS + accT).sum() * 0x1p24
     }
 
     /// E4M3 → f32 bits: the sign-extended byte shifted left by 20 puts the 4 exponent and 3
@@ -173,54 +184,43 @@ public enum Dot {
         return unsafeBitCast((b &<< 20) & Int32(bitPattern: 0x87FF_FFFF), to: SIMD8<Float>.self)
     }
 
-    /// Σ e4m3 × scale(x) × 2⁻¹²⁰ over one block's 32 values, as 8 lanes.
-    @inlinable @inline(__always)
-    static func fp8Block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>,
-                         _ scale: (SIMD8<Float>) -> SIMD8<Float>) -> SIMD8<Float> {
-        var s = e4m3Bits(b, 2) * scale(load8(x, 0))
-        var t = e4m3Bits(b, 10) * scale(load8(x, 8))
-        s.addProduct(e4m3Bits(b, 18), scale(load8(x, 16)))
-        t.addProduct(e4m3Bits(b, 26), scale(load8(x, 24)))
-        return s + t
-    }
-
     /// One FP8 row against four activation vectors (x_i at `x + i*xStride`, unscaled): the
     /// prompt tile. Each block's weights are converted once, to their exact values (the f32 bits
     /// × 2¹²⁰), and serve the four vectors. Per vector the sums run in ``fp8(_:_:_:_:)``'s order
-    /// (even blocks into one accumulator, odd into another) on values 2²⁴ times larger, so each
-    /// result is bit for bit the one-vector kernel's. `n` must be a multiple of 32.
+    /// (an S and a T accumulator) on values 2²⁴ times larger, so each result is bit for bit the
+    /// one-vector kernel's. `n` must be a multiple of 32.
     @inlinable
     public static func fp8x4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, xStride: Int, count n: Int) -> SIMD4<Float> {
         if CPUFeatures.usesAVX512 { return AVX512Products.fp8x4(w, x, xStride: xStride, count: n) }
-        var e = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
-        var o = e
+        var s = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+        var t = s
         var b = w
         var i = 0
-        while i + 64 <= n {
-            fp8x4Block(b, x + i, xStride, &e)
-            fp8x4Block(b + 34, x + i + 32, xStride, &o)
-            b += 68
-            i += 64
+        while i < n {
+            fp8x4Block(b, x + i, xStride, &s, &t)
+            b += 34
+            i += 32
         }
-        if i < n { fp8x4Block(b, x + i, xStride, &e) }
-        return SIMD4((e.0 + o.0).sum(), (e.1 + o.1).sum(), (e.2 + o.2).sum(), (e.3 + o.3).sum())
+        return SIMD4((s.0 + t.0).sum(), (s.1 + t.1).sum(), (s.2 + t.2).sum(), (s.3 + t.3).sum())
     }
 
-    /// One block of ``fp8x4(_:_:xStride:count:)``: acc_v += d × Σ w·x_v for the four vectors.
+    /// One block of ``fp8x4(_:_:xStride:count:)``: for each of the four vectors,
+    /// accS += d × S and accT += d × T (see ``fp8(_:_:_:_:)``).
     @inlinable @inline(__always)
     static func fp8x4Block(_ b: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ xStride: Int,
-                           _ acc: inout (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+                           _ accS: inout (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
+                           _ accT: inout (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
         let h0 = e4m3Exact(b, 2), h1 = e4m3Exact(b, 10), h2 = e4m3Exact(b, 18), h3 = e4m3Exact(b, 26)
         let d = SIMD8<Float>(repeating: Float(b.loadUnaligned(as: Float16.self)))
-        @inline(__always) func sum(_ x: UnsafePointer<Float>) -> SIMD8<Float> {
+        @inline(__always) func add(_ x: UnsafePointer<Float>, _ accS: inout SIMD8<Float>, _ accT: inout SIMD8<Float>) {
             var s = h0 * load8(x, 0), t = h1 * load8(x, 8)
             s.addProduct(h2, load8(x, 16)); t.addProduct(h3, load8(x, 24))
-            return s + t
+            accS.addProduct(s, d); accT.addProduct(t, d)
         }
-        acc.0.addProduct(sum(x), d)
-        acc.1.addProduct(sum(x + xStride), d)
-        acc.2.addProduct(sum(x + 2 * xStride), d)
-        acc.3.addProduct(sum(x + 3 * xStride), d)
+        add(x, &accS.0, &accT.0)
+        add(x + xStride, &accS.1, &accT.1)
+        add(x + 2 * xStride, &accS.2, &accT.2)
+        add(x + 3 * xStride, &accS.3, &accT.3)
     }
 
     /// Eight E4M3 values at byte offset `i`, exact: ``e4m3Bits(_:_:)`` × 2¹²⁰, through
