@@ -84,6 +84,15 @@ public enum MatMul {
                 continue
             }
             if blockTiles {
+                if w.type == .fp8_e4m3 && CPUFeatures.usesAVX512 {
+                    // Eight tokens per FP8 row on AVX-512 (the four-token tile's bits).
+                    while t + 8 <= count {
+                        for r in group {
+                            AVX512Products.fp8x8(w.row(r), x + t * xStride, xStride: xStride, count: w.cols, y + t * yStride + r, yStride: yStride)
+                        }
+                        t += 8
+                    }
+                }
                 while t + 4 <= count {
                     for r in group {
                         let xt = x + t * xStride

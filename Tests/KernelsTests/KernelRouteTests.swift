@@ -92,7 +92,7 @@ final class KernelRouteTests: XCTestCase {
     }
 
     /// Float and FP8 products through the pool on every route: the AVX-512 tiles (four rows ×
-    /// eight vectors, FP8 one row × four) and one-vector kernels, with the AVX2 kernels for what
+    /// eight vectors, FP8 one row × eight and × four) and one-vector kernels, with the AVX2 kernels for what
     /// they leave (rows past a multiple of four, vectors past a multiple of eight or four).
     func testFloatAndFP8PoolProductsAreBitIdenticalToAVX2Route() throws {
         let routes = try widerRoutes()
