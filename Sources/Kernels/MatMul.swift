@@ -209,31 +209,39 @@ extension Dot {
     public static func floatRows4(_ w: UnsafeRawPointer, rowBytes: Int, _ x: UnsafePointer<Float>, count n: Int,
                                   type: TensorType) -> SIMD4<Float> {
         switch type {
-        case .f16: return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: true) { halfs($0, $1) }
-        case .bf16: return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: true) { brains($0, $1) }
-        default: return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: false) { $0.loadUnaligned(fromByteOffset: 4 * $1, as: SIMD8<Float>.self) }
+        case .f16 where CPUFeatures.floatDecodePrefetchesIntoL1:
+            return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: .l1) { halfs($0, $1) }
+        case .f16: return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: .l2) { halfs($0, $1) }
+        case .bf16 where CPUFeatures.floatDecodePrefetchesIntoL1:
+            return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: .l1) { brains($0, $1) }
+        case .bf16: return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: .l2) { brains($0, $1) }
+        default: return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: .none) { $0.loadUnaligned(fromByteOffset: 4 * $1, as: SIMD8<Float>.self) }
         }
     }
 
     @inlinable @inline(__always)
-    static func floatRows4(_ w: UnsafeRawPointer, rowBytes: Int, _ x: UnsafePointer<Float>, count n: Int, prefetch: Bool,
+    static func floatRows4(_ w: UnsafeRawPointer, rowBytes: Int, _ x: UnsafePointer<Float>, count n: Int, prefetch: RowPrefetch,
                            _ weights: FloatWeights) -> SIMD4<Float> {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
         let w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes, next = 4 * rowBytes
         var i = 0
         while i < n {
-            if prefetch && i & 31 == 0 {
+            if prefetch != .none && i & 31 == 0 {
                 // The next four rows, in address order, at twice the pace these four are read
                 // (eight lines per 32 columns, so the next group is all requested halfway through
                 // this one): one stream of whole lines for the hardware, where a prefetch per row
                 // (four scattered streams) measured 0.93×, and none 0.85× (F16 decode on the
-                // bench model, an AVX2-only machine). Into L1 (`prefetcht0`): on the Zen 5
-                // machine of 2026-12-07 that gave F16 decode 1.03-1.19× on 2 threads and
-                // 1.04-1.3× on 1 over `prefetcht1` (into L2 only; same-run A/Bs), which an
-                // earlier machine had preferred (there L2 only was 1.04-1.095× faster). The next four are usually this thread's next.
+                // bench model, an AVX2-only machine). Into L1 or L2 by the CPU (see
+                // ``CPUFeatures/floatDecodePrefetchesIntoL1``). The next four are usually this
+                // thread's next.
                 let ahead = w + next + 16 * i
-                octet_prefetch(ahead); octet_prefetch(ahead + 64); octet_prefetch(ahead + 128); octet_prefetch(ahead + 192)
-                octet_prefetch(ahead + 256); octet_prefetch(ahead + 320); octet_prefetch(ahead + 384); octet_prefetch(ahead + 448)
+                if prefetch == .l1 {
+                    octet_prefetch(ahead); octet_prefetch(ahead + 64); octet_prefetch(ahead + 128); octet_prefetch(ahead + 192)
+                    octet_prefetch(ahead + 256); octet_prefetch(ahead + 320); octet_prefetch(ahead + 384); octet_prefetch(ahead + 448)
+                } else {
+                    octet_prefetch_l2(ahead); octet_prefetch_l2(ahead + 64); octet_prefetch_l2(ahead + 128); octet_prefetch_l2(ahead + 192)
+                    octet_prefetch_l2(ahead + 256); octet_prefetch_l2(ahead + 320); octet_prefetch_l2(ahead + 384); octet_prefetch_l2(ahead + 448)
+                }
             }
             let u = load8(x, i)
             a0.addProduct(weights(w, i), u); a1.addProduct(weights(w1, i), u)
@@ -243,6 +251,9 @@ extension Dot {
         return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
     }
 }
+
+/// Where ``Dot/floatRows4(_:rowBytes:_:count:type:)`` prefetches the next rows.
+@usableFromInline enum RowPrefetch { case none, l1, l2 }
 
 extension Dot {
     /// One Q8_0 row against four float activation vectors: each block's 32 weights are converted
