@@ -16,15 +16,28 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("OCTET_LLAMA_VENV", Path.home() / ".cache/octet/llama-venv"))
 
 
+# How llama.cpp is compiled: -march=native by default. OCTET_LLAMA_CMAKE_ARGS replaces it; a
+# change rebuilds (the arguments of the last build are kept in the venv).
+CMAKE_ARGS = os.environ.get("OCTET_LLAMA_CMAKE_ARGS", "-DGGML_NATIVE=ON")
+# For CPUs whose AMX the ggml build uses but cannot run (SIGILL; seen on a Xeon VM, 2026-12-08).
+NO_AMX = "-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' " \
+         "-DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+
+
 def llama_python():
     py = VENV / "bin/python"
+    stamp = VENV / "octet-cmake-args"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     probe = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True)
-    if probe.returncode != 0:
-        print(f"installing llama-cpp-python into {VENV} (compiles llama.cpp; several minutes, once)", file=sys.stderr)
-        env = dict(os.environ, CMAKE_ARGS="-DGGML_NATIVE=ON", CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy", "llama-cpp-python"], check=True, env=env)
+    built_with = stamp.read_text() if stamp.exists() else "-DGGML_NATIVE=ON"
+    if probe.returncode != 0 or built_with != CMAKE_ARGS:
+        print(f"installing llama-cpp-python into {VENV} with CMAKE_ARGS={CMAKE_ARGS} "
+              "(compiles llama.cpp; several minutes, once)", file=sys.stderr)
+        env = dict(os.environ, CMAKE_ARGS=CMAKE_ARGS, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-cache-dir",
+                        "numpy", "llama-cpp-python"], check=True, env=env)
+        stamp.write_text(CMAKE_ARGS)
     return str(py)
 
 
@@ -57,7 +70,13 @@ def octet_bench(octet, model, threads, n_prompt, n_gen):
 def llama_bench(py, model, threads, n_prompt, n_gen):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     out = subprocess.run([py, "-c", LLAMA_BENCH, model, str(threads), str(n_prompt), str(n_gen)],
-                         check=True, capture_output=True, text=True, env=env)
+                         capture_output=True, text=True, env=env)
+    if out.returncode == -4:
+        sys.exit(f"llama.cpp died with SIGILL on {model}: its build uses an instruction this machine cannot "
+                 f"run (ggml's AMX kernels do on some VMs). Rebuild without AMX:\n"
+                 f"  OCTET_LLAMA_CMAKE_ARGS=\"{NO_AMX}\" {' '.join(sys.argv)}")
+    if out.returncode != 0:
+        sys.exit(f"llama.cpp failed on {model} (exit {out.returncode}):\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
