@@ -91,6 +91,10 @@ public final class Converter {
                         let r1 = min(range.upperBound, r0 + rowsPerChunk)
                         for r in r0..<r1 {
                             m.dequantizeRow(t.sourceRow(r), into: floats)
+                            if let c = RowCodec.firstNonFinite(floats, count: cols) {
+                                st[w].error = CheckpointError(src.file.path, "\(src.sourceName) holds \(floats[c]) at row \(t.sourceRow(r)), column \(c): the checkpoint is damaged (only finite weights convert)")
+                                break
+                            }
                             let dst = buf + (r - r0) * outRowBytes
                             RowCodec.quantize(floats, count: cols, as: type, into: dst)
                             if report {
@@ -104,6 +108,7 @@ public final class Converter {
                                 }
                             }
                         }
+                        if st[w].error != nil { break }
                         do { try out.write(buf, count: (r1 - r0) * outRowBytes, at: sourceBase + r0 * outRowBytes) }
                         catch { st[w].error = error }
                         r0 = r1

@@ -5,16 +5,24 @@ public enum Q8_0Block {
     public static let valueCount = 32
     public static let byteCount = 34
 
-    /// Quantizes 32 floats into one block at `out` (scalar reference; also the converter's path).
+    /// Quantizes 32 finite floats into one block at `out` (the converter's path): on eight lanes,
+    /// with the activation quantizer's maximum and rounding (``QuantizedActivations``), which
+    /// give ggml's results bit for bit (`Q8_0Tests` checks them against a rewrite of its
+    /// reference); the scalar form, whose `rounded` is a call per value, took 85 % of a conversion.
     @inlinable
     public static func quantize(_ x: UnsafePointer<Float>, into out: UnsafeMutableRawPointer) {
-        var amax: Float = 0
-        for i in 0..<32 { amax = max(amax, abs(x[i])) }
+        let v = UnsafeRawPointer(x)
+        let v0 = v.loadUnaligned(as: SIMD8<Float>.self), v1 = v.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+        let v2 = v.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), v3 = v.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+        let m01 = QuantizedActivations.maxMagnitude(v0, v1), m23 = QuantizedActivations.maxMagnitude(v2, v3)
+        let amax = QuantizedActivations.maxAcross(m01.replacing(with: m23, where: m23 .> m01))
         let d = amax / 127
         let id: Float = d != 0 ? 1 / d : 0
         out.storeBytes(of: HalfPrecision.f16(from: d).littleEndian, as: UInt16.self)
-        let q = (out + 2).assumingMemoryBound(to: Int8.self)
-        for i in 0..<32 { q[i] = Int8((x[i] * id).rounded(.toNearestOrAwayFromZero)) }
+        out.storeBytes(of: QuantizedActivations.roundedBytes(v0 * id), toByteOffset: 2, as: SIMD8<Int8>.self)
+        out.storeBytes(of: QuantizedActivations.roundedBytes(v1 * id), toByteOffset: 10, as: SIMD8<Int8>.self)
+        out.storeBytes(of: QuantizedActivations.roundedBytes(v2 * id), toByteOffset: 18, as: SIMD8<Int8>.self)
+        out.storeBytes(of: QuantizedActivations.roundedBytes(v3 * id), toByteOffset: 26, as: SIMD8<Int8>.self)
     }
 
     /// Writes the block's 32 values to `out`.

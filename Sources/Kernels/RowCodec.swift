@@ -1,5 +1,5 @@
-/// Whole-row quantize / dequantize for every ``TensorType`` (scalar; used by the converter, by
-/// embedding lookups and as the reference the SIMD kernels are tested against).
+/// Whole-row quantize / dequantize for every ``TensorType`` (used by the converter, by embedding
+/// lookups and as the reference the SIMD kernels are tested against).
 public enum RowCodec {
     /// Encodes `n` floats as one row of `type` at `out` (`type.rowBytes(n)` bytes).
     /// - Precondition: `n` is a multiple of `type.blockSize`.
@@ -18,6 +18,22 @@ public enum RowCodec {
         case .fp8_e4m3:
             for b in 0..<(n / 32) { FP8Block.quantize(x + b * 32, into: out + b * FP8Block.byteCount) }
         }
+    }
+
+    /// The index of the first NaN or infinity among `n` floats at `x`, or nil when all are finite.
+    public static func firstNonFinite(_ x: UnsafePointer<Float>, count n: Int) -> Int? {
+        let exponent = SIMD8<UInt32>(repeating: 0x7F80_0000)
+        var i = 0
+        while i + 8 <= n {
+            let bits = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<UInt32>.self)
+            if any(bits & exponent .== exponent) { break }
+            i += 8
+        }
+        while i < n {
+            if !x[i].isFinite { return i }
+            i += 1
+        }
+        return nil
     }
 
     /// Decodes one row of `n` values of `type` at `row` into `out`.

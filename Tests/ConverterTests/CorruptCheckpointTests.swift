@@ -68,6 +68,18 @@ final class CorruptCheckpointTests: XCTestCase {
         XCTAssertEqual(try GGUFFile(path: out.path).tensors.count, 43)
     }
 
+    func testNaNWeightIsRefused() throws {
+        // A bf16 NaN (0x7FC0) in the middle of the tensor data: quantizing it would write garbage.
+        let folder = try copyFixture()
+        var data = try Data(contentsOf: URL(fileURLWithPath: modelPath))
+        let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let dataStart = 8 + headerLength
+        let at = dataStart + ((data.count - dataStart) / 2) & ~1
+        data[at] = 0xC0; data[at + 1] = 0x7F
+        try data.write(to: URL(fileURLWithPath: modelPath))
+        assertConversionFails(folder, naming: modelPath, ["nan", "damaged", "row", "column"])
+    }
+
     func testTruncatedSafetensors() throws {
         let folder = try copyFixture()
         let data = try Data(contentsOf: URL(fileURLWithPath: modelPath))
