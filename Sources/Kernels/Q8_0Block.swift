@@ -81,13 +81,16 @@ public enum FP8Block {
         let d = HalfPrecision.float(fromF16: bestD)
         let id: Float = d != 0 ? 1 / d : 0
         out.storeBytes(of: bestD.littleEndian, as: UInt16.self)
-        for i in 0..<32 { q[i] = FP8E4M3.encodeNormal(x[i] * id) }
+        for j in 0..<4 {
+            let v = UnsafeRawPointer(x + 8 * j).loadUnaligned(as: SIMD8<Float>.self)
+            (out + 2 + 8 * j).storeBytes(of: FP8E4M3.encodeNormal(v * id), as: SIMD8<UInt8>.self)
+        }
     }
 
     /// decode(encodeNormal(a)) for magnitudes 0 ≤ a ≤ 448, eight at a time, without the table:
     /// the float's mantissa rounded to 3 bits (nearest even; a carry moves into the exponent), or
     /// 0 or 2⁻⁶ below 2⁻⁶. What the scale search scores candidates with.
-    @inlinable
+    @inlinable @inline(__always)
     static func roundedE4M3Magnitude(_ a: SIMD8<Float>) -> SIMD8<Float> {
         let bits = unsafeBitCast(a, to: SIMD8<UInt32>.self)
         let rounded = (bits &+ 0x7FFFF &+ ((bits &>> 20) & 1)) & 0xFFF0_0000

@@ -157,3 +157,36 @@ final class FP8RoundedMagnitudeTests: XCTestCase {
         }
     }
 }
+
+/// The converter's eight-lane encoder gives the scalar ``FP8E4M3/encodeNormal(_:)`` code for
+/// every finite value: both signs, ties between neighbouring codes, the edges at 2⁻⁷, 2⁻⁶ and 448,
+/// beyond 448 (saturation), and random bit patterns across the whole finite range.
+final class FP8VectorEncodeTests: XCTestCase {
+    func testEqualsScalarEncodeNormal() {
+        var values: [Float] = [0, -0.0, 0x1p-7, (0x1p-7 as Float).nextUp, (0x1p-7 as Float).nextDown, 0x1p-6,
+                               (0x1p-6 as Float).nextDown, 448, 448.5, 464, 464.5, 1e30, .greatestFiniteMagnitude,
+                               .leastNonzeroMagnitude, 1, 1.0625, 1.1875]
+        for code in 0..<0x7E {
+            let a = FP8E4M3.decode(UInt8(code)), b = FP8E4M3.decode(UInt8(code + 1))
+            values += [a, (a + b) / 2, ((a + b) / 2).nextUp, ((a + b) / 2).nextDown]
+        }
+        var rng = SplitMix64(seed: 95)
+        for _ in 0..<100_000 {
+            let v = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
+            if v.isFinite { values.append(v) }
+        }
+        for _ in 0..<50_000 { values.append(Float(sign: .plus, exponent: Int.random(in: -12...9, using: &rng), significand: Float.random(in: 1..<2, using: &rng))) }
+        values += values.map { -$0 }
+        while values.count % 8 != 0 { values.append(1) }
+        var mismatches = 0
+        for i in stride(from: 0, to: values.count, by: 8) {
+            let v = SIMD8<Float>(values[i..<(i + 8)])
+            let got = FP8E4M3.encodeNormal(v)
+            for l in 0..<8 where got[l] != FP8E4M3.encodeNormal(v[l]) {
+                mismatches += 1
+                if mismatches <= 5 { XCTFail("x = \(v[l]): 0x\(String(got[l], radix: 16)), scalar 0x\(String(FP8E4M3.encodeNormal(v[l]), radix: 16))") }
+            }
+        }
+        XCTAssertEqual(mismatches, 0)
+    }
+}
