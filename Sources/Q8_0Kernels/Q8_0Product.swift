@@ -131,16 +131,26 @@ public enum Q8_0Product<P: Q8_0BlockProducts> {
     @inlinable @inline(__always)
     static func scaleProducts(_ dw: UnsafePointer<Float>, _ xd: UnsafePointer<Float>, _ ds: Int, _ blocks: Int,
                               into s: UnsafeMutablePointer<Float>) {
+        // The four vectors at once per eight blocks (one weight-scale load for four products),
+        // with unchecked index arithmetic: the checked loop per vector cost ~9 % of a Q8_0 prompt.
+        let x0 = UnsafeRawPointer(xd), x1 = UnsafeRawPointer(xd + ds), x2 = UnsafeRawPointer(xd + 2 &* ds), x3 = UnsafeRawPointer(xd + 3 &* ds)
+        let o0 = UnsafeMutableRawPointer(s), o1 = UnsafeMutableRawPointer(s + blocks)
+        let o2 = UnsafeMutableRawPointer(s + 2 &* blocks), o3 = UnsafeMutableRawPointer(s + 3 &* blocks)
+        let w = UnsafeRawPointer(dw)
+        var b = 0  // byte offset, 4 per block
+        let end8 = 4 &* (blocks & ~7)
+        while b < end8 {
+            let d = w.loadUnaligned(fromByteOffset: b, as: SIMD8<Float>.self)
+            o0.storeBytes(of: d * x0.loadUnaligned(fromByteOffset: b, as: SIMD8<Float>.self), toByteOffset: b, as: SIMD8<Float>.self)
+            o1.storeBytes(of: d * x1.loadUnaligned(fromByteOffset: b, as: SIMD8<Float>.self), toByteOffset: b, as: SIMD8<Float>.self)
+            o2.storeBytes(of: d * x2.loadUnaligned(fromByteOffset: b, as: SIMD8<Float>.self), toByteOffset: b, as: SIMD8<Float>.self)
+            o3.storeBytes(of: d * x3.loadUnaligned(fromByteOffset: b, as: SIMD8<Float>.self), toByteOffset: b, as: SIMD8<Float>.self)
+            b &+= 32
+        }
         for t in 0..<4 {
-            let x = xd + t * ds, o = s + t * blocks
-            var k = 0
-            while k + 8 <= blocks {
-                UnsafeMutableRawPointer(o + k).storeBytes(
-                    of: UnsafeRawPointer(dw + k).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Float>.self),
-                    as: SIMD8<Float>.self)
-                k += 8
-            }
-            while k < blocks { o[k] = dw[k] * x[k]; k += 1 }
+            let x = xd + t &* ds, o = s + t &* blocks
+            var k = blocks & ~7
+            while k < blocks { o[k] = dw[k] * x[k]; k &+= 1 }
         }
     }
 
