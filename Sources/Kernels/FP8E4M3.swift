@@ -48,20 +48,18 @@ public enum FP8E4M3 {
         return encode(x)
     }
 
-    /// ``encodeNormal(_:)`` of eight finite values at once (the converter's path): the f32
-    /// magnitude saturated at 448 (0x7E), its mantissa rounded to 3 bits, nearest even (a carry
-    /// moves into the exponent), and (127 − 7) × 8 subtracted from the exponent-and-mantissa
-    /// field; below 2⁻⁶, 0 or 2⁻⁶ (code 0x08), the nearer.
+    /// ``encodeNormal(_:)`` of eight finite values at once (the converter's path): the magnitude
+    /// saturated at 448 and rounded as the scale search scores it
+    /// (``FP8Block/roundedE4M3Magnitude(_:)``), whose f32 bits then hold the code: (127 − 7) × 8
+    /// subtracted from the exponent-and-mantissa field (2⁻⁶ gives 0x08; 0 stays 0).
     @inlinable @inline(__always)
     public static func encodeNormal(_ x: SIMD8<Float>) -> SIMD8<UInt8> {
-        let signs = unsafeBitCast(x, to: SIMD8<UInt32>.self) &>> 24 & 0x80
-        var magnitude = unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: SIMD8<Float>.self)
-        magnitude = magnitude.replacing(with: maxFinite, where: magnitude .> maxFinite)  // saturate (float compares: no integer loop)
-        let a = unsafeBitCast(magnitude, to: SIMD8<UInt32>.self)
-        let rounded = a &+ 0x7FFFF &+ ((a &>> 20) & 1)
-        var code = (rounded &>> 20) &- 960
-        let small = SIMD8<UInt32>(repeating: 0x08).replacing(with: 0, where: magnitude .<= 0x1p-7)
-        code = code.replacing(with: small, where: magnitude .< 0x1p-6) | signs
+        let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
+        var magnitude = unsafeBitCast(bits & 0x7FFF_FFFF, to: SIMD8<Float>.self)
+        magnitude = magnitude.replacing(with: maxFinite, where: magnitude .> maxFinite)  // float compares: no integer loop
+        let rounded = FP8Block.roundedE4M3Magnitude(magnitude)
+        let code = ((unsafeBitCast(rounded, to: SIMD8<UInt32>.self) &>> 20) &- 960)
+            .replacing(with: 0, where: rounded .== 0) | (bits &>> 24) & 0x80
         var r = SIMD8<UInt8>()
         for k in 0..<8 { r[k] = UInt8(truncatingIfNeeded: code[k]) }  // element-wise: the generic conversion is a call
         return r

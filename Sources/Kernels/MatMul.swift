@@ -209,6 +209,8 @@ extension Dot {
     public static func floatRows4(_ w: UnsafeRawPointer, rowBytes: Int, _ x: UnsafePointer<Float>, count n: Int,
                                   type: TensorType) -> SIMD4<Float> {
         switch type {
+        // The prefetch target as a constant per case: passed as a value, the loop tests it every
+        // 32 columns, and F16 decode measured 0.95× (two same-run A/Bs).
         case .f16 where CPUFeatures.floatDecodePrefetchesIntoL1:
             return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: .l1) { halfs($0, $1) }
         case .f16: return floatRows4(w, rowBytes: rowBytes, x, count: n, prefetch: .l2) { halfs($0, $1) }
